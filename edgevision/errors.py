@@ -1,0 +1,46 @@
+"""User-facing errors: each one prints as a single clear line from the CLI."""
+
+from __future__ import annotations
+
+
+class EdgevisionError(Exception):
+    """An error caused by the user's input (recipe, files, arguments).
+
+    The CLI prints ``str(error)`` as one line and exits with status 2; the Python API lets it
+    propagate so callers can catch it.
+    """
+
+
+class RecipeError(EdgevisionError):
+    """The recipe file is missing, unreadable, or does not match the schema."""
+
+
+class UnknownNameError(EdgevisionError, KeyError):
+    """A name (model, backend, stage, ...) is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class CheckpointError(EdgevisionError):
+    """A checkpoint cannot be read or does not fit the model."""
+
+
+class DataError(EdgevisionError):
+    """A dataset path is missing, empty, or malformed."""
+
+
+class ExportError(EdgevisionError):
+    """ONNX export failed or its outputs do not match PyTorch's."""
+
+
+class ArtifactError(EdgevisionError):
+    """A model artifact (ONNX, engine, model file) is missing or corrupt."""
+
+
+class BackendUnavailableError(EdgevisionError):
+    """A backend cannot run here (library missing, no GPU, ...)."""
+
+
+class RunDirError(EdgevisionError):
+    """The run directory cannot be used (holds another run, ...)."""

@@ -1,0 +1,128 @@
+"""Model registry: edgevision's own architectures, every torchvision classifier, checkpoints.
+
+``build_model(spec)`` returns a ``BuiltModel`` (the ``nn.Module`` plus what is needed to rebuild
+it). Names are looked up in edgevision's registry first, then among torchvision's
+classification models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgevision.errors import CheckpointError, UnknownNameError
+from edgevision.models import checkpoint as ckpt
+from edgevision.models.cifar_resnet import DEPTHS, cifar_resnet
+from edgevision.recipe.schema import ModelSpec
+from edgevision.registry import Registry
+
+Builder = Callable[[int], nn.Module]
+
+#: edgevision's own architectures: name → builder(num_classes).
+MODELS: Registry[Builder] = Registry("model", hint="see `edgevision list models`")
+
+for _depth in DEPTHS:
+    MODELS.register(f"cifar_resnet{_depth}")(
+        lambda num_classes, depth=_depth: cifar_resnet(depth, num_classes))
+
+
+@dataclass
+class BuiltModel:
+    """A model and its provenance (registry name, classes, source of its weights)."""
+
+    module: nn.Module
+    name: str
+    num_classes: int
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+
+def torchvision_models() -> list[str]:
+    """Names of torchvision's image-classification models."""
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def list_models() -> dict[str, str]:
+    """Every buildable name mapped to where it comes from."""
+    names = {name: "edgevision" for name in MODELS.names()}
+    names.update({name: "torchvision" for name in torchvision_models()})
+    return names
+
+
+def build_model(spec: ModelSpec) -> BuiltModel:
+    """Build the network ``spec`` describes and load its weights (torchvision or checkpoint)."""
+    loaded = ckpt.read_checkpoint(spec.checkpoint, spec.trust_checkpoint) if spec.checkpoint \
+        else None
+    if isinstance(loaded, nn.Module):
+        return BuiltModel(loaded, spec.name or type(loaded).__name__, _out_features(loaded),
+                          f"whole model {spec.checkpoint}")
+    if ckpt.is_model_file(loaded):
+        return _from_model_file(loaded, spec.checkpoint)  # type: ignore[arg-type]
+    if spec.name is None:
+        raise CheckpointError("model.name is required unless model.checkpoint is a whole saved "
+                              "model or an edgevision model file")
+    built = _build_architecture(spec.name, spec.num_classes, spec.weights)
+    if loaded is not None:
+        state = ckpt.unwrap_state_dict(loaded)
+        ckpt.load_state_dict_strict(built.module, state, str(spec.checkpoint))
+        built.source = f"checkpoint {spec.checkpoint}"
+    return built
+
+
+def _build_architecture(name: str, num_classes: int, weights: str | None) -> BuiltModel:
+    if name in MODELS:
+        if weights:
+            raise CheckpointError(f"model {name!r} has no torchvision weights; use "
+                                  "model.checkpoint")
+        return BuiltModel(MODELS.get(name)(num_classes), name, num_classes, "random init")
+    if name not in torchvision_models():
+        raise UnknownNameError(MODELS.unknown_message(name, torchvision_models()))
+    from edgevision.models.torchvision_zoo import build_torchvision
+
+    module, source, notes = build_torchvision(name, num_classes, weights)
+    return BuiltModel(module, name, num_classes, source, notes)
+
+
+def _from_model_file(payload: dict[str, Any], path: Path) -> BuiltModel:
+    info = payload["info"]
+    built = _build_architecture(info["name"], int(info["num_classes"]), None)
+    ckpt.load_state_dict_strict(built.module, payload["state_dict"], str(path))
+    built.source = f"edgevision model file {path}"
+    return built
+
+
+def load_model_file(path: Path) -> tuple[BuiltModel, dict[str, Any]]:
+    """Load an edgevision model file; returns the model and its stored info."""
+    payload = ckpt.read_checkpoint(path)
+    if not ckpt.is_model_file(payload):
+        raise CheckpointError(f"{path} is not an edgevision model file (expected format "
+                              f"{ckpt.MODEL_FILE_FORMAT})")
+    return _from_model_file(payload, path), dict(payload["info"])
+
+
+def _out_features(module: nn.Module) -> int:
+    last = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    return last[-1].out_features if last else -1
+
+
+def count_macs_params(module: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """MACs (multiply-accumulates) and parameters for one input of ``input_shape`` (C, H, W),
+    counted by torch-pruning's op counter."""
+    import torch_pruning as tp
+
+    device = next(module.parameters()).device
+    was_training = module.training
+    module.eval()
+    try:
+        macs, params = tp.utils.count_ops_and_params(
+            module, torch.zeros(1, *input_shape, device=device))
+    finally:
+        module.train(was_training)
+    return int(macs), int(params)
