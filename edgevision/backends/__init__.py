@@ -1,0 +1,32 @@
+"""Backends behind one small interface: PyTorch eager (baseline) and ONNX Runtime.
+
+TensorRT gets its own package here (``edgevision.backends.tensorrt``) in a later version; it is
+the only place allowed to import ``tensorrt``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgevision.backends.base import Availability, Backend, InputSpec, SessionInfo
+from edgevision.backends.onnxruntime import OnnxRuntimeBackend
+from edgevision.backends.pytorch import PyTorchBackend
+from edgevision.registry import Registry
+
+BACKENDS: Registry[type[Backend]] = Registry("backend", hint="see `edgevision list backends`")
+BACKENDS.register("pytorch")(PyTorchBackend)
+BACKENDS.register("onnxruntime")(OnnxRuntimeBackend)
+
+
+def get_backend(name: str) -> type[Backend]:
+    """The backend class registered as ``name`` (close names suggested when unknown)."""
+    return BACKENDS.get(name)
+
+
+def backends_for(artifact: Path, names: list[str]) -> list[type[Backend]]:
+    """Those of ``names`` that run ``artifact``."""
+    return [cls for cls in map(get_backend, names) if cls.accepts(artifact)]
+
+
+__all__ = ["BACKENDS", "Availability", "Backend", "InputSpec", "SessionInfo", "backends_for",
+           "get_backend"]

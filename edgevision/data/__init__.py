@@ -1,0 +1,156 @@
+"""Data: sources, preprocessing and deterministic splits, as the recipe's data section says.
+
+``Dataset.from_spec(spec, seed)`` opens the training and evaluation splits lazily. Evaluation
+batches are NumPy arrays (no torch needed); training loaders live in ``edgevision.data.loaders``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgevision.data.preprocess import Preprocess
+from edgevision.data.sources import FolderSource, ImageSource, open_split
+from edgevision.data.splits import SplitIndices, split_training_set, subset
+from edgevision.errors import DataError
+from edgevision.recipe.schema import DataSpec
+
+__all__ = ["Dataset", "EvalSet", "Preprocess", "preprocess_from_spec"]
+
+#: Evaluation sets smaller than this (float32 bytes) are decoded once and kept in memory.
+IN_MEMORY_LIMIT = 1 << 30
+
+
+def preprocess_from_spec(spec: DataSpec) -> Preprocess:
+    """The ``Preprocess`` a data section describes."""
+    return Preprocess(image_size=spec.image_size, resize=spec.resize, mean=tuple(spec.mean),
+                      std=tuple(spec.std), channels=spec.channels)
+
+
+@dataclass
+class EvalSet:
+    """Preprocessed images and labels of one split's subset, served as NumPy batches."""
+
+    source: ImageSource
+    indices: list[int]
+    preprocess: Preprocess
+    name: str = "eval"
+    _cache: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.source.classes)
+
+    def sample_shape(self) -> tuple[int, ...]:
+        """(C, H, W) of one preprocessed image."""
+        return tuple(self._load(self.indices[:1])[0].shape[1:])
+
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(images float32 NCHW, labels int64)`` in order."""
+        if self._cache is None and self._fits_in_memory():
+            self._cache = self._load(self.indices)
+        for start in range(0, len(self.indices), batch_size):
+            if self._cache is not None:
+                images, labels = self._cache
+                yield images[start:start + batch_size], labels[start:start + batch_size]
+            else:
+                yield self._load(self.indices[start:start + batch_size])
+
+    def first(self, count: int) -> np.ndarray:
+        """The first ``count`` preprocessed images (repeated when the set is smaller)."""
+        picked = [self.indices[i % len(self.indices)] for i in range(count)]
+        return self._load(picked)[0]
+
+    def _fits_in_memory(self) -> bool:
+        per_image = int(np.prod(self.sample_shape())) * 4
+        return per_image * len(self.indices) <= IN_MEMORY_LIMIT
+
+    def _load(self, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        if not indices:
+            raise DataError(f"the {self.name} set is empty")
+        images = np.stack([self.preprocess(self.source.image(i)) for i in indices])
+        labels = np.asarray([self.source.label(i) for i in indices], dtype=np.int64)
+        return images, labels
+
+
+@dataclass
+class Dataset:
+    """The recipe's dataset: training split (with seeded val/calibration subsets) and eval split."""
+
+    spec: DataSpec
+    seed: int
+
+    @classmethod
+    def from_spec(cls, spec: DataSpec, seed: int = 0) -> Dataset:
+        return cls(spec, seed)
+
+    @cached_property
+    def preprocess(self) -> Preprocess:
+        return preprocess_from_spec(self.spec)
+
+    @cached_property
+    def train_source(self) -> ImageSource:
+        return self._open(self.spec.train_split)
+
+    @cached_property
+    def eval_source(self) -> ImageSource:
+        source = self._open(self.spec.eval_split)
+        if self.spec.eval_split != self.spec.train_split:
+            self._check_same_classes(source)
+        return source
+
+    @cached_property
+    def splits(self) -> SplitIndices:
+        try:
+            return split_training_set(
+                len(self.train_source), val_size=self.spec.val_size,
+                train_limit=self.spec.train_limit,
+                calibration_size=self.spec.calibration_size, seed=self.seed)
+        except ValueError as exc:
+            raise DataError(f"data.val_size: {exc}") from None
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.eval_source.classes)
+
+    def eval_set(self) -> EvalSet:
+        """The evaluation split (or its seeded ``eval_limit`` subset)."""
+        indices = subset(len(self.eval_source), self.spec.eval_limit, self.seed)
+        return EvalSet(self.eval_source, indices, self.preprocess, name=self.spec.eval_split)
+
+    def val_set(self) -> EvalSet:
+        """The validation hold-out of the training split."""
+        return EvalSet(self.train_source, self.splits.val, self.preprocess, name="validation")
+
+    def calibration_set(self) -> EvalSet:
+        """The seeded calibration subset of the training split."""
+        return EvalSet(self.train_source, self.splits.calibration, self.preprocess,
+                       name="calibration")
+
+    def calibration_manifest(self) -> dict[str, Any]:
+        """What the run directory stores about the calibration subset (indices, and file paths
+        for ImageFolder data), so it can be reproduced exactly."""
+        manifest: dict[str, Any] = {"split": self.spec.train_split, "seed": self.seed,
+                                    "indices": self.splits.calibration}
+        source = self.train_source
+        if isinstance(source, FolderSource):
+            manifest["files"] = [source.relative_path(i) for i in self.splits.calibration]
+        return manifest
+
+    def _open(self, split: str) -> ImageSource:
+        return open_split(self.spec.dataset, Path(self.spec.root), split,
+                          download=self.spec.download, train_split=self.spec.train_split)
+
+    def _check_same_classes(self, eval_source: ImageSource) -> None:
+        if list(eval_source.classes) != list(self.train_source.classes):
+            raise DataError(f"the {self.spec.eval_split!r} and {self.spec.train_split!r} splits "
+                            f"have different classes: {eval_source.classes} vs "
+                            f"{self.train_source.classes}")

@@ -1,0 +1,66 @@
+"""PyTorch DataLoaders for training (with augmentation) over a ``Dataset``'s splits."""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
+
+from edgevision.data import Dataset
+from edgevision.data.preprocess import Preprocess
+from edgevision.data.sources import ImageSource
+
+
+class Augment:
+    """Training augmentation applied to the PIL image after the resize/crop geometry."""
+
+    def __init__(self, kind: str, size: int | None) -> None:
+        import torchvision.transforms as T  # noqa: N812
+
+        steps: list[object] = []
+        if kind == "cifar" and size is not None:
+            steps.append(T.RandomCrop(size, padding=size // 8))
+        if kind == "imagenet" and size is not None:
+            steps.append(T.RandomResizedCrop(size, scale=(0.35, 1.0)))
+        if kind in ("flip", "cifar", "imagenet"):
+            steps.append(T.RandomHorizontalFlip())
+        self.transform = T.Compose(steps)
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        return self.transform(image)  # type: ignore[no-any-return]
+
+
+class SplitDataset(TorchDataset[tuple[torch.Tensor, int]]):
+    """A torch dataset over selected indices of an image source."""
+
+    def __init__(self, source: ImageSource, indices: list[int], preprocess: Preprocess,
+                 augment: Augment | None = None) -> None:
+        self.source, self.indices = source, indices
+        self.preprocess, self.augment = preprocess, augment
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
+        index = self.indices[item]
+        image = self.preprocess.geometry(self.source.image(index))
+        if self.augment is not None:
+            image = self.augment(image)
+        return torch.from_numpy(self.preprocess.normalise(image)), self.source.label(index)
+
+
+def train_loader(dataset: Dataset, seed: int) -> DataLoader[tuple[torch.Tensor, int]]:
+    """Shuffled, augmented loader over the training part of the training split."""
+    spec = dataset.spec
+    size = spec.image_size or _native_size(dataset)
+    split = SplitDataset(dataset.train_source, dataset.splits.train, dataset.preprocess,
+                         Augment(spec.augment, size) if spec.augment != "none" else None)
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(split, batch_size=spec.batch_size, shuffle=True, drop_last=False,
+                      num_workers=spec.workers, generator=generator,
+                      persistent_workers=spec.workers > 0)
+
+
+def _native_size(dataset: Dataset) -> int:
+    return int(dataset.preprocess.geometry(dataset.train_source.image(0)).size[0])

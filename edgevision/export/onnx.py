@@ -1,0 +1,138 @@
+"""ONNX export (opset ≥ 17, dynamic batch) with edgevision metadata, and its verification."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from edgevision.errors import ArtifactError, ExportError
+from edgevision.io import atomic_path
+from edgevision.recipe.schema import ExportSpec
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+METADATA_KEY = "edgevision"
+
+
+def export_onnx(model: nn.Module, sample: np.ndarray, path: Path, spec: ExportSpec,
+                metadata: dict[str, Any]) -> Path:
+    """Export ``model`` (eval mode, CPU) to ``path`` as one self-contained ONNX file.
+
+    ``sample`` is a real input batch (N, C, H, W). ``metadata`` (preprocessing, labels, model
+    name) is stored as JSON in the model's ``metadata_props`` under ``"edgevision"``.
+    """
+    model = model.cpu().eval()
+    example = torch.from_numpy(sample[:2] if len(sample) >= 2 else sample)
+    with atomic_path(path) as tmp:
+        try:
+            _run_exporter(model, example, tmp, spec)
+            proto = onnx.load(str(tmp))
+            onnx.checker.check_model(proto, full_check=True)
+        except ExportError:
+            raise
+        except Exception as exc:  # the exporters raise many unrelated types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ExportError(f"ONNX export of {type(model).__name__} failed: {first}") from exc
+        proto.producer_name = "edgevision"
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+        onnx.save(proto, str(tmp))
+    return path
+
+
+def _run_exporter(model: nn.Module, example: torch.Tensor, path: Path, spec: ExportSpec) -> None:
+    names = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME]}
+    quiet = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
+        warnings.simplefilter("ignore")
+        if spec.exporter == "dynamo":
+            shapes = ({"x": {0: torch.export.Dim("batch", min=1, max=4096)}}
+                      if spec.dynamic_batch else None)
+            program = torch.onnx.export(model, (example,), dynamo=True, opset_version=spec.opset,
+                                        dynamic_shapes=_name_dynamic_shapes(model, shapes),
+                                        verbose=False, optimize=True, **names)
+            if program is None:
+                raise ExportError("the dynamo exporter returned no program")
+            program.save(str(path), external_data=False)
+        else:
+            axes = ({INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+                    if spec.dynamic_batch else None)
+            torch.onnx.export(model, (example,), str(path), dynamo=False,
+                              opset_version=spec.opset, dynamic_axes=axes, **names)
+
+
+def _name_dynamic_shapes(model: nn.Module, shapes: dict[str, Any] | None) -> Any:
+    """torch.export keys dynamic shapes by the forward argument's name; pass them positionally."""
+    if shapes is None:
+        return None
+    return (shapes["x"],)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """How closely ONNX Runtime's outputs match PyTorch's on real inputs."""
+
+    images: int
+    max_abs_diff: float
+    max_rel_diff: float
+    top1_agreement: float
+    atol: float
+    rtol: float
+
+    def to_dict(self) -> dict[str, float]:
+        return dict(self.__dict__)
+
+
+def verify_onnx(path: Path, model: nn.Module, images: np.ndarray, atol: float,
+                rtol: float) -> Verification:
+    """Run ``images`` through PyTorch and ONNX Runtime; raise ``ExportError`` on a mismatch
+    (``|onnx - torch| > atol + rtol * |torch|`` anywhere)."""
+    import onnxruntime as ort
+
+    with torch.inference_mode():
+        expected = model.cpu().eval()(torch.from_numpy(images)).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: images})[0]
+    if got.shape != expected.shape:
+        raise ExportError(f"{path}: ONNX output shape {got.shape} differs from PyTorch's "
+                          f"{expected.shape}")
+    diff = np.abs(got - expected)
+    result = Verification(
+        images=len(images), max_abs_diff=float(diff.max()),
+        max_rel_diff=float((diff / (np.abs(expected) + 1e-12)).max()),
+        top1_agreement=float((got.argmax(1) == expected.argmax(1)).mean()), atol=atol, rtol=rtol)
+    if not np.all(diff <= atol + rtol * np.abs(expected)):
+        raise ExportError(
+            f"{path}: ONNX Runtime's outputs differ from PyTorch's on {len(images)} real images "
+            f"(max |diff| {result.max_abs_diff:.3g} > atol {atol} + rtol {rtol}·|torch|)")
+    return result
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """edgevision's metadata stored in an ONNX file ({} when absent); corrupt files raise."""
+    proto = load_onnx(path, load_weights=False)
+    for entry in proto.metadata_props:
+        if entry.key == METADATA_KEY:
+            return dict(json.loads(entry.value))
+    return {}
+
+
+def load_onnx(path: Path, load_weights: bool = True) -> onnx.ModelProto:
+    """Load an ONNX file, turning a missing or corrupt file into a one-line ``ArtifactError``."""
+    if not path.is_file():
+        raise ArtifactError(f"ONNX file {str(path)!r} not found")
+    try:
+        return onnx.load(str(path), load_external_data=load_weights)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise ArtifactError(f"{path} is not a valid ONNX model ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None

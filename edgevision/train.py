@@ -1,0 +1,174 @@
+"""Training / fine-tuning loop: SGD or AdamW, cosine or one-cycle, resumable per epoch."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgevision.data import Dataset, EvalSet
+from edgevision.errors import CheckpointError
+from edgevision.io import atomic_path
+from edgevision.progress import log, progress_bar
+from edgevision.recipe.schema import TrainSpec
+
+CHECKPOINT_NAME = "last.pt"
+
+
+@dataclass
+class EpochRecord:
+    """Loss and accuracy of one epoch."""
+
+    epoch: int
+    train_loss: float
+    train_top1: float
+    val_top1: float | None
+    lr: float
+
+
+@dataclass
+class TrainResult:
+    """What training did, for the report."""
+
+    epochs: list[EpochRecord] = field(default_factory=list)
+    device: str = "cpu"
+    resumed_from_epoch: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "resumed_from_epoch": self.resumed_from_epoch,
+                "epochs": [asdict(e) for e in self.epochs]}
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise CheckpointError("device 'cuda' requested but no CUDA GPU is available")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def train(model: nn.Module, dataset: Dataset, spec: TrainSpec, checkpoint_dir: Path,
+          seed: int = 0, resume: bool = False) -> TrainResult:
+    """Train ``model`` in place for ``spec.epochs`` epochs on the training split.
+
+    After each epoch the model, optimizer and scheduler are checkpointed atomically to
+    ``checkpoint_dir/last.pt``; with ``resume`` an existing checkpoint is continued.
+    """
+    from edgevision.data.loaders import train_loader
+
+    torch.manual_seed(seed)
+    device = resolve_device(spec.device)
+    model.to(device)
+    loader = train_loader(dataset, seed)
+    steps = min(len(loader), spec.max_steps_per_epoch or len(loader))
+    optimizer = make_optimizer(model, spec)
+    scheduler = make_scheduler(optimizer, spec, steps)
+    criterion = nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
+    result = TrainResult(device=str(device))
+    start = _maybe_resume(checkpoint_dir / CHECKPOINT_NAME, resume, model, optimizer,
+                          scheduler, result)
+    val_set = dataset.val_set() if dataset.splits.val else None
+    for epoch in range(start, spec.epochs):
+        loss, top1 = _train_epoch(model, loader, steps, optimizer, scheduler, criterion, device,
+                                  f"epoch {epoch + 1}/{spec.epochs}")
+        val = evaluate_top1(model, val_set, dataset.spec.batch_size) if val_set else None
+        record = EpochRecord(epoch + 1, loss, top1, val, optimizer.param_groups[0]["lr"])
+        result.epochs.append(record)
+        log(f"epoch {epoch + 1}: loss {loss:.4f}, train top-1 {top1:.2f}%"
+            + (f", validation top-1 {val:.2f}%" if val is not None else ""))
+        _save_checkpoint(checkpoint_dir / CHECKPOINT_NAME, epoch + 1, model, optimizer,
+                         scheduler, result)
+    model.to("cpu").eval()
+    return result
+
+
+def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
+    """SGD (momentum, Nesterov) or AdamW; no weight decay on norms and biases."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": spec.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum,
+                               nesterov=spec.nesterov and spec.momentum > 0)
+    return torch.optim.AdamW(groups, lr=spec.lr)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, spec: TrainSpec,
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step schedule over the whole run."""
+    total = max(1, spec.epochs * steps_per_epoch)
+    if spec.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=spec.lr, total_steps=total)
+    if spec.schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def _train_epoch(model: nn.Module, loader: Any, steps: int, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module,
+                 device: torch.device, title: str) -> tuple[float, float]:
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    with progress_bar() as bar:
+        task = bar.add_task(title, total=steps, status="")
+        for step, (images, labels) in enumerate(loader):
+            if step >= steps:
+                break
+            images, labels = images.to(device), labels.to(device)
+            logits = model(images)
+            loss = criterion(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.item() * len(labels)
+            correct += int((logits.argmax(1) == labels).sum())
+            seen += len(labels)
+            bar.update(task, advance=1, status=f"loss {total_loss / seen:.4f} "
+                       f"top-1 {100 * correct / seen:.2f}%")
+    return total_loss / max(seen, 1), 100.0 * correct / max(seen, 1)
+
+
+@torch.inference_mode()
+def evaluate_top1(model: nn.Module, data: EvalSet, batch_size: int) -> float:
+    """Top-1 (%) of ``model`` in eval mode on ``data`` (PyTorch eager, model's device)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct = 0
+    for images, labels in data.batches(batch_size):
+        logits = model(torch.from_numpy(images).to(device))
+        correct += int((logits.argmax(1).cpu().numpy() == labels).sum())
+    model.train(was_training)
+    return 100.0 * correct / len(data)
+
+
+def _save_checkpoint(path: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     scheduler: Any, result: TrainResult) -> None:
+    state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "history": result.to_dict(),
+             "rng": torch.get_rng_state()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _maybe_resume(path: Path, resume: bool, model: nn.Module, optimizer: torch.optim.Optimizer,
+                  scheduler: Any, result: TrainResult) -> int:
+    if not resume or not path.is_file():
+        return 0
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    result.epochs = [EpochRecord(**e) for e in state["history"]["epochs"]]
+    result.resumed_from_epoch = int(state["epoch"])
+    log(f"resuming training after epoch {state['epoch']} from {path}")
+    return int(state["epoch"])
