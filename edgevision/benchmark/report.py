@@ -1,0 +1,109 @@
+"""The benchmark report: versioned JSON, CSV for scripts, a rich table for people."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from edgevision.benchmark.environment import environment
+from edgevision.benchmark.runner import BenchmarkRow
+from edgevision.io import write_json_atomic, write_text_atomic
+from edgevision.recipe.schema import BenchmarkSpec
+
+REPORT_SCHEMA = "edgevision.report/1"
+REPORT_JSON = "report.json"
+REPORT_CSV = "report.csv"
+CSV_COLUMNS = ("variant", "backend", "device", "precision", "threads", "batch", "top1", "top5",
+               "eval_images", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips",
+               "warmup", "iterations", "size_bytes", "macs", "params", "artifact", "error")
+
+
+def build_report(rows: list[BenchmarkRow], spec: BenchmarkSpec,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report as a JSON-able dict (schema ``edgevision.report/1``)."""
+    return {
+        "schema": REPORT_SCHEMA,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment(),
+        "settings": spec.model_dump(mode="json"),
+        "rows": [row.to_dict() for row in rows],
+        **(extra or {}),
+    }
+
+
+def write_report(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.csv`` into ``folder`` (atomically)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path = write_json_atomic(folder / REPORT_JSON, report)
+    csv_path = write_text_atomic(folder / REPORT_CSV, report_csv(report))
+    return json_path, csv_path
+
+
+def report_csv(report: dict[str, Any]) -> str:
+    """One CSV line per row and batch size (one line with the error for failed rows)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in report["rows"]:
+        accuracy = row["accuracy"] or {}
+        base = {key: row[key] for key in ("variant", "backend", "device", "precision", "threads",
+                                           "size_bytes", "macs", "params", "artifact", "error")}
+        base.update(top1=accuracy.get("top1"), top5=accuracy.get("top5"),
+                    eval_images=accuracy.get("images"))
+        for stats in row["latency"] or [{}]:
+            writer.writerow({**base, **{k: stats.get(k) for k in (
+                "batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips", "warmup",
+                "iterations")}})
+    return buffer.getvalue()
+
+
+def report_table(report: dict[str, Any]) -> Table:
+    """A rich table: one line per row, latency columns per batch size, speedup vs the first row."""
+    batches = sorted({s["batch"] for row in report["rows"] for s in row["latency"]})
+    env = report["environment"]
+    title = (f"edgevision benchmark — {env['cpu']} ({env['cpu_count']} cores), "
+             f"threads {report['settings'].get('threads') or 'all'}")
+    table = Table(title=title, title_justify="left")
+    for column in ("variant", "backend", "precision", "size MB", "MMACs", "params M", "top-1 %",
+                   "top-5 %"):
+        table.add_column(column, justify="left" if column in ("variant", "backend") else "right")
+    for batch in batches:
+        table.add_column(f"b{batch} p50/p99 ms", justify="right")
+        table.add_column(f"b{batch} img/s", justify="right")
+        table.add_column(f"b{batch} speedup", justify="right")
+    baseline = _baseline_p50(report["rows"])
+    for row in report["rows"]:
+        table.add_row(*_table_cells(row, batches, baseline))
+    return table
+
+
+def _baseline_p50(rows: list[dict[str, Any]]) -> dict[int, float]:
+    first = next((r for r in rows if not r["error"] and r["latency"]), None)
+    return {s["batch"]: s["p50_ms"] for s in first["latency"]} if first else {}
+
+
+def _table_cells(row: dict[str, Any], batches: list[int], baseline: dict[int, float]) -> list[str]:
+    def fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
+        return "-" if value is None else f"{value / scale:.{digits}f}"
+
+    accuracy = row["accuracy"] or {}
+    cells = [row["variant"], row["backend"], row["precision"] or "-",
+             fmt(row["size_bytes"], 1e6), fmt(row["macs"], 1e6, 1), fmt(row["params"], 1e6, 3),
+             fmt(accuracy.get("top1")), fmt(accuracy.get("top5"))]
+    if row["error"]:
+        return [*cells, f"[red]error: {row['error']}[/red]", *[""] * (3 * len(batches) - 1)]
+    by_batch = {s["batch"]: s for s in row["latency"]}
+    for batch in batches:
+        stats = by_batch.get(batch)
+        if stats is None:
+            cells += ["-", "-", "-"]
+            continue
+        speedup = baseline.get(batch, 0.0) / stats["p50_ms"] if stats["p50_ms"] else 0.0
+        cells += [f"{stats['p50_ms']:.2f}/{stats['p99_ms']:.2f}",
+                  f"{stats['throughput_ips']:.0f}", f"{speedup:.2f}x"]
+    return cells
