@@ -1,0 +1,5 @@
+"""``python -m edgevision``."""
+
+from edgevision.cli import main
+
+main()

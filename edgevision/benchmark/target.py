@@ -1,0 +1,114 @@
+"""``edgevision benchmark TARGET``: measure one artifact file or every artifact of a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgevision.benchmark.report import build_report, write_report
+from edgevision.benchmark.runner import Artifact, benchmark_artifacts
+from edgevision.data import Dataset, EvalSet, Preprocess
+from edgevision.data.sources import FolderSource, find_split_dir, prepare_root
+from edgevision.data.splits import subset
+from edgevision.errors import ArtifactError, DataError
+from edgevision.recipe import BenchmarkSpec, Recipe, load_recipe
+from edgevision.rundir import RECIPE_FILE, RunDir
+
+
+def benchmark(target: Path, *, backends: list[str] | None = None,
+              batch_sizes: list[int] | None = None, data: Path | None = None,
+              recipe: Path | None = None, threads: int | None = None,
+              warmup: int | None = None, iterations: int | None = None,
+              limit: int | None = None, device: str | None = None,
+              out: Path | None = None) -> dict[str, Any]:
+    """Benchmark ``target`` (a run directory, an ``.onnx`` file or an edgevision ``.pt`` file).
+
+    Settings come from the run's (or ``recipe``'s) benchmark section, overridden by the
+    arguments given. Evaluation data: ``data`` (an ImageFolder split, or a dataset root/archive
+    holding the eval split), else the recipe's eval split. The report is written to ``out``
+    (default: the run directory; nowhere for a single file) and returned.
+    """
+    if not target.exists():
+        raise ArtifactError(f"benchmark target {str(target)!r} not found")
+    run = RunDir.open(target) if target.is_dir() else None
+    base = _recipe_for(run, recipe)
+    spec = _settings(base.benchmark if base else BenchmarkSpec(), backends=backends,
+                     batch_sizes=batch_sizes, threads=threads, warmup=warmup,
+                     iterations=iterations, device=device)
+    artifacts = ([Artifact(v, p) for v, p in run.artifacts()] if run
+                 else [Artifact(target.stem, target)])
+    if not artifacts:
+        raise ArtifactError(f"{target} lists no artifacts (did the run finish? see run.json)")
+    eval_set = _eval_set(artifacts[0].path, base, data, limit)
+    rows = benchmark_artifacts(artifacts, spec, eval_set)
+    report = build_report(rows, spec, {"target": str(target),
+                                       "recipe": base.name if base else None})
+    folder = out or (run.path if run else None)
+    if folder is not None:
+        write_report(report, folder)
+    return report
+
+
+def _recipe_for(run: RunDir | None, recipe: Path | None) -> Recipe | None:
+    if recipe is not None:
+        return load_recipe(recipe)
+    if run is not None and (run.path / RECIPE_FILE).is_file():
+        return load_recipe(run.path / RECIPE_FILE)
+    return None
+
+
+def _settings(base: BenchmarkSpec, **overrides: Any) -> BenchmarkSpec:
+    given = {k: v for k, v in overrides.items() if v not in (None, [])}
+    return BenchmarkSpec.model_validate({**base.model_dump(), **given})
+
+
+def _eval_set(artifact: Path, recipe: Recipe | None, data: Path | None,
+              limit: int | None) -> EvalSet:
+    if data is None:
+        if recipe is None:
+            raise DataError("no evaluation data: give --data DIR (an ImageFolder) or --recipe")
+        spec = recipe.data if limit is None else recipe.data.model_copy(
+            update={"eval_limit": limit})
+        return Dataset.from_spec(spec, recipe.seed).eval_set()
+    preprocess, labels = _artifact_preprocess(artifact, recipe)
+    split = recipe.data.eval_split if recipe else "test"
+    source = FolderSource.scan(_split_folder(prepare_root(data), split))
+    if labels and list(labels) != source.classes:
+        raise DataError(f"{data}: class folders {source.classes[:5]}... differ from the model's "
+                        f"labels {list(labels)[:5]}...")
+    seed = recipe.seed if recipe else 0
+    return EvalSet(source, subset(len(source), limit, seed), preprocess, name=split)
+
+
+def _split_folder(root: Path, split: str) -> Path:
+    """``root`` itself when it holds class folders of images, else its ``split`` folder."""
+    children = sorted(p for p in root.iterdir() if p.is_dir())
+    if children and (children[0] / split).is_dir() is False and any(
+            f.is_file() for f in children[0].iterdir()):
+        return root
+    return find_split_dir(root, split)
+
+
+def _artifact_preprocess(artifact: Path, recipe: Recipe | None) -> tuple[Preprocess, list[str]]:
+    if recipe is not None:
+        from edgevision.data import preprocess_from_spec
+
+        return preprocess_from_spec(recipe.data), []
+    meta = _artifact_metadata(artifact)
+    if "preprocess" not in meta:
+        raise ArtifactError(f"{artifact} carries no edgevision preprocessing metadata; pass "
+                            "--recipe to say how images are preprocessed")
+    return Preprocess.from_dict(meta["preprocess"]), list(meta.get("labels", []))
+
+
+def _artifact_metadata(artifact: Path) -> dict[str, Any]:
+    if artifact.suffix == ".onnx":
+        from edgevision.export.onnx import read_metadata
+
+        return read_metadata(artifact)
+    if artifact.suffix == ".pt":
+        from edgevision.models import load_model_file
+
+        return load_model_file(artifact)[1]
+    raise ArtifactError(f"{artifact}: unsupported artifact type {artifact.suffix!r} "
+                        "(.onnx or .pt)")

@@ -1,0 +1,195 @@
+"""The ``edgevision`` command line (Typer). It only parses arguments and calls library functions.
+
+Importing this module imports neither torch, onnxruntime nor TensorRT, so ``--help`` is fast and
+works on a device with only a runtime installed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from edgevision.errors import EdgevisionError
+from edgevision.progress import console
+
+app = typer.Typer(
+    name="edgevision", no_args_is_help=True, add_completion=False,
+    help="Compress image-classification CNNs (train, prune, distill, quantize), export ONNX and "
+         "benchmark latency against accuracy.")
+list_app = typer.Typer(no_args_is_help=True, help="List models, bundled recipes or backends.")
+app.add_typer(list_app, name="list")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+RecipeArg = Annotated[str, typer.Argument(
+    help="Recipe YAML file, or the name of a bundled recipe (see `edgevision list recipes`).")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", "-s", metavar="KEY.PATH=VALUE",
+    help="Override a recipe value; VALUE is YAML (e.g. --set train.epochs=2 "
+         "--set benchmark.batch_sizes=[1,32]). Repeatable.")]
+OutOpt = Annotated[Path | None, typer.Option(
+    "--out", "-o", help="Run directory to write (default: runs/<recipe name>).")]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Overwrite a run directory that already holds a run.")]
+ResumeOpt = Annotated[bool, typer.Option(
+    "--resume", help="Continue an interrupted run in --out (training resumes from its last "
+                     "epoch checkpoint).")]
+
+
+def user_errors(func: F) -> F:
+    """Print ``EdgevisionError`` as one line (exit 2) and Ctrl-C as one line (exit 130)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except EdgevisionError as exc:
+            console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            console.print("[bold red]interrupted[/bold red]: finished artifacts are kept; "
+                          "run again with --resume to continue", highlight=False)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@user_errors
+def compress(recipe: RecipeArg, set_: SetOpt = None, out: OutOpt = None, force: ForceOpt = False,
+             resume: ResumeOpt = False) -> None:
+    """Run a recipe: load or train the model, run its stages, export ONNX, benchmark, report.
+
+    Writes a run directory with recipe.yaml (fully resolved), model.pt, model.onnx,
+    calibration.json, report.json, report.csv and run.json.
+    """
+    from edgevision.pipeline import compress as run_compress
+    from edgevision.recipe import load_recipe
+
+    result = run_compress(load_recipe(recipe, set_), out, force=force, resume=resume)
+    console.print(f"run directory: {result.run_dir}", highlight=False)
+
+
+@app.command()
+@user_errors
+def train(recipe: RecipeArg, set_: SetOpt = None, out: OutOpt = None, force: ForceOpt = False,
+          resume: ResumeOpt = False) -> None:
+    """Train or fine-tune the recipe's model (its train section) and save model.pt.
+
+    Starts from the recipe's weights or checkpoint (or from scratch); checkpoints each epoch to
+    <run>/train/last.pt so --resume continues an interrupted run.
+    """
+    from edgevision.pipeline import train_only
+    from edgevision.recipe import load_recipe
+
+    loaded = load_recipe(recipe, set_)
+    if loaded.train.epochs == 0:
+        raise EdgevisionError("train.epochs is 0: nothing to train (use --set train.epochs=N)")
+    result = train_only(loaded, out, force=force, resume=resume)
+    console.print(f"model: {result.run_dir / 'model.pt'}", highlight=False)
+
+
+@app.command()
+@user_errors
+def benchmark(
+    target: Annotated[Path, typer.Argument(
+        help="A run directory (every artifact in it), an .onnx file or an edgevision .pt file.")],
+    backend: Annotated[list[str] | None, typer.Option(
+        "--backend", "-b", help="Backend to run (repeatable): pytorch, onnxruntime. "
+                                "Default: the recipe's, else both.")] = None,
+    batch: Annotated[list[int] | None, typer.Option(
+        "--batch", help="Batch size to time (repeatable). Default: the recipe's, else 1 and 64."
+    )] = None,
+    data: Annotated[Path | None, typer.Option(
+        "--data", "-d", help="Evaluation images: an ImageFolder split (<class>/<image>), or a "
+                             "dataset folder/archive holding the eval split. Default: the "
+                             "recipe's eval split.")] = None,
+    recipe: Annotated[Path | None, typer.Option(
+        "--recipe", "-r", help="Recipe giving data and preprocessing (default: the run's).")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="Intra-op threads (default: all cores).")
+                       ] = None,
+    warmup: Annotated[int | None, typer.Option(help="Untimed warm-up runs per batch size.")
+                      ] = None,
+    iterations: Annotated[int | None, typer.Option(help="Timed runs per batch size.")] = None,
+    limit: Annotated[int | None, typer.Option(
+        help="Evaluate accuracy on a seeded subset of this many images.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Folder for report.json/report.csv (default: the run directory).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
+) -> None:
+    """Measure latency (p50/p90/p99, throughput) and accuracy of model artifacts."""
+    from edgevision.benchmark import report_table
+    from edgevision.benchmark.target import benchmark as run_benchmark
+
+    report = run_benchmark(target, backends=backend, batch_sizes=batch, data=data,
+                           recipe=recipe, threads=threads, warmup=warmup,
+                           iterations=iterations, limit=limit, device=device, out=out)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        console.print(report_table(report))
+
+
+@app.command()
+@user_errors
+def validate(recipe: RecipeArg, set_: SetOpt = None) -> None:
+    """Validate a recipe (with overrides) and print it fully resolved."""
+    from edgevision.recipe import load_recipe, recipe_to_yaml
+
+    sys.stdout.write(recipe_to_yaml(load_recipe(recipe, set_)))
+
+
+@list_app.command("models")
+@user_errors
+def list_models(
+    contains: Annotated[str | None, typer.Argument(help="Show only names containing this.")
+                        ] = None,
+) -> None:
+    """Models the registry builds: edgevision's CIFAR ResNets and torchvision's classifiers."""
+    from edgevision.models import list_models as names
+
+    for name, origin in names().items():
+        if contains is None or contains.lower() in name.lower():
+            sys.stdout.write(f"{name}\t{origin}\n")
+
+
+@list_app.command("recipes")
+@user_errors
+def list_recipes() -> None:
+    """Bundled recipes (use the name or the path with `compress`)."""
+    from edgevision.catalog import bundled_recipes
+    from edgevision.recipe.load import read_yaml
+
+    for name, path in bundled_recipes().items():
+        description = str(read_yaml(path).get("description", "")).strip().splitlines()
+        sys.stdout.write(f"{name}\t{path}\t{description[0] if description else ''}\n")
+
+
+@list_app.command("backends")
+@user_errors
+def list_backends() -> None:
+    """Backends and whether they can run here (with the reason when not)."""
+    from edgevision.backends import BACKENDS
+
+    for name in BACKENDS.names():
+        status = BACKENDS.get(name).availability()
+        sys.stdout.write(f"{name}\t{'available' if status.ok else 'unavailable: ' + status.reason}"
+                         "\n")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

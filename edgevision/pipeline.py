@@ -1,0 +1,201 @@
+"""``compress`` and ``train``: recipe → model → train → stages → export → benchmark → report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgevision.data import Dataset
+from edgevision.errors import DataError
+from edgevision.io import write_json_atomic, write_text_atomic
+from edgevision.progress import console, log
+from edgevision.recipe import Recipe, recipe_to_yaml
+from edgevision.rundir import RECIPE_FILE, RunDir
+from edgevision.stages import get_stage
+
+MODEL_FILE = "model.pt"
+ONNX_FILE = "model.onnx"
+CALIBRATION_FILE = "calibration.json"
+
+
+@dataclass
+class PipelineState:
+    """What flows between steps; stages read and replace ``model`` or add ``artifacts``."""
+
+    recipe: Recipe
+    run: RunDir
+    dataset: Dataset
+    model: Any  # edgevision.models.BuiltModel
+    artifacts: list[dict[str, str]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def add_artifact(self, variant: str, path: Path, backend_hint: str = "") -> None:
+        """Record an artifact (relative to the run directory) for benchmarking."""
+        entry = {"variant": variant, "path": path.relative_to(self.run.path).as_posix()}
+        if backend_hint:
+            entry["backend"] = backend_hint
+        self.artifacts.append(entry)
+
+
+@dataclass
+class RunResult:
+    """The run directory and, after ``compress``, the report."""
+
+    run_dir: Path
+    report: dict[str, Any] | None = None
+
+
+def compress(recipe: Recipe, out: Path | None = None, *, force: bool = False,
+             resume: bool = False) -> RunResult:
+    """Run the whole recipe and write a run directory with artifacts and ``report.json``."""
+    return _run(recipe, out, force=force, resume=resume, until="benchmark")
+
+
+def train_only(recipe: Recipe, out: Path | None = None, *, force: bool = False,
+               resume: bool = False) -> RunResult:
+    """Build the model and run the recipe's training; write ``model.pt`` into the run dir."""
+    return _run(recipe, out, force=force, resume=resume, until="train")
+
+
+def _run(recipe: Recipe, out: Path | None, *, force: bool, resume: bool,
+         until: str) -> RunResult:
+    run = RunDir.prepare(out or Path("runs") / recipe.name, force=force, resume=resume)
+    run.write_manifest(recipe=recipe.name, status="running", step="start", artifacts=[])
+    try:
+        state = _prepare(recipe, run)
+        _train(state, resume)
+        if until == "train":
+            _save_model(state)
+            run.write_manifest(status="complete", step="train", artifacts=state.artifacts,
+                               info=state.info)
+            return RunResult(run.path)
+        _run_stages(state, "model")
+        _save_model(state)
+        _export(state)
+        _run_stages(state, "artifact")
+        run.write_manifest(step="benchmark", artifacts=state.artifacts, info=state.info)
+        report = _benchmark(state)
+        run.write_manifest(status="complete", step="done")
+        return RunResult(run.path, report)
+    except KeyboardInterrupt:
+        run.write_manifest(status="interrupted")
+        raise
+    except Exception as exc:
+        run.write_manifest(status="failed", error=str(exc) or type(exc).__name__)
+        raise
+
+
+def _prepare(recipe: Recipe, run: RunDir) -> PipelineState:
+    import torch
+
+    from edgevision.models import build_model
+
+    torch.manual_seed(recipe.seed)
+    write_text_atomic(run.path / RECIPE_FILE, recipe_to_yaml(recipe))
+    dataset = Dataset.from_spec(recipe.data, recipe.seed)
+    built = build_model(recipe.model)
+    for note in built.notes:
+        log(f"[yellow]{note}[/yellow]")
+    log(f"model {built.name} ({built.source}); data {recipe.data.root} "
+        f"({len(dataset.train_source)} train / {len(dataset.eval_source)} "
+        f"{recipe.data.eval_split} images)")
+    _check_classes(built, dataset)
+    write_json_atomic(run.path / CALIBRATION_FILE, dataset.calibration_manifest())
+    return PipelineState(recipe, run, dataset, built)
+
+
+def _check_classes(built: Any, dataset: Dataset) -> None:
+    import torch
+
+    shape = dataset.eval_set().sample_shape()
+    built.module.eval()
+    with torch.inference_mode():
+        outputs = built.module(torch.zeros(1, *shape)).shape[-1]
+    if outputs != len(dataset.classes):
+        raise DataError(f"model {built.name} outputs {outputs} classes but the data has "
+                        f"{len(dataset.classes)} ({', '.join(dataset.classes[:5])}, ...); set "
+                        "model.num_classes")
+
+
+def _train(state: PipelineState, resume: bool) -> None:
+    from edgevision.train import evaluate_top1, train
+
+    spec = state.recipe.train
+    if spec.epochs == 0:
+        return
+    model = state.model.module
+    eval_set = state.dataset.eval_set()
+    batch = state.recipe.data.batch_size
+    record: dict[str, Any] = {}
+    if spec.evaluate_before and not resume:
+        record["eval_top1_before"] = evaluate_top1(model, eval_set, batch)
+        log(f"{eval_set.name} top-1 before training: {record['eval_top1_before']:.2f}%")
+    result = train(model, state.dataset, spec, state.run.path / "train", state.recipe.seed,
+                   resume=resume)
+    record.update(result.to_dict())
+    record["eval_top1_after"] = evaluate_top1(model, eval_set, batch)
+    log(f"{eval_set.name} top-1 after training: {record['eval_top1_after']:.2f}%")
+    state.info["training"] = record
+
+
+def _run_stages(state: PipelineState, phase: str) -> None:
+    for config in state.recipe.stages:
+        stage = get_stage(config.kind)
+        if stage.phase == phase:
+            log(f"stage {config.kind}")
+            stage.handler(config, state)
+
+
+def model_info(state: PipelineState) -> dict[str, Any]:
+    """What travels with every artifact: name, classes, input shape, preprocessing, labels."""
+    return {"name": state.model.name, "num_classes": len(state.dataset.classes),
+            "input_shape": list(state.dataset.eval_set().sample_shape()),
+            "preprocess": state.dataset.preprocess.to_dict(), "labels": state.dataset.classes,
+            "recipe": state.recipe.name}
+
+
+def _save_model(state: PipelineState) -> None:
+    from edgevision.models import count_macs_params
+    from edgevision.models.checkpoint import save_model_file
+
+    info = model_info(state)
+    macs, params = count_macs_params(state.model.module, tuple(info["input_shape"]))
+    state.info["model"] = {"name": state.model.name, "source": state.model.source,
+                           "macs": macs, "params": params}
+    save_model_file(state.model.module, state.run.path / MODEL_FILE, info)
+    state.add_artifact("fp32", state.run.path / MODEL_FILE)
+
+
+def _export(state: PipelineState) -> None:
+    from edgevision.export import export_onnx, verify_onnx
+
+    spec = state.recipe.export
+    images = state.dataset.eval_set().first(spec.verify_images)
+    path = state.run.path / ONNX_FILE
+    log(f"exporting ONNX (opset {spec.opset}, {spec.exporter} exporter) to {path}")
+    export_onnx(state.model.module, images, path, spec, {**model_info(state), "precision": "fp32"})
+    check = verify_onnx(path, state.model.module, images, spec.atol, spec.rtol)
+    log(f"ONNX Runtime matches PyTorch on {check.images} real images "
+        f"(max |diff| {check.max_abs_diff:.2e}, top-1 agreement {100 * check.top1_agreement:.1f}%)")
+    state.info["export"] = check.to_dict()
+    state.add_artifact("fp32", path)
+
+
+def _benchmark(state: PipelineState) -> dict[str, Any]:
+    from edgevision.benchmark import (
+        Artifact,
+        benchmark_artifacts,
+        build_report,
+        report_table,
+        write_report,
+    )
+
+    artifacts = [Artifact(a["variant"], state.run.path / a["path"]) for a in state.artifacts]
+    rows = benchmark_artifacts(artifacts, state.recipe.benchmark, state.dataset.eval_set())
+    report = build_report(rows, state.recipe.benchmark,
+                          {"recipe": state.recipe.name, "run": state.info})
+    json_path, csv_path = write_report(report, state.run.path)
+    console.print(report_table(report))
+    log(f"report: {json_path} and {csv_path}")
+    return report

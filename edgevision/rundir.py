@@ -1,0 +1,72 @@
+"""The run directory: what ``compress`` writes, and its manifest ``run.json``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgevision.errors import RunDirError
+from edgevision.io import write_json_atomic
+
+MANIFEST = "run.json"
+RUN_SCHEMA = "edgevision.run/1"
+RECIPE_FILE = "recipe.yaml"
+
+
+@dataclass
+class RunDir:
+    """A run directory and its manifest (status, artifacts)."""
+
+    path: Path
+
+    @classmethod
+    def prepare(cls, path: Path, *, force: bool = False, resume: bool = False) -> RunDir:
+        """Create ``path`` for a new run; refuse one that holds files unless ``force`` (wipe it)
+        or ``resume`` (continue it)."""
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"--out {str(path)!r} exists and is not a directory")
+        if path.is_dir() and any(path.iterdir()):
+            if resume:
+                return cls(path)
+            if not force:
+                what = "a run" if (path / MANIFEST).exists() else "files"
+                raise RunDirError(f"{path} already holds {what}; use --force to overwrite it or "
+                                  "--resume to continue it")
+            if not (path / MANIFEST).exists():
+                raise RunDirError(f"{path} holds files that are not an edgevision run; refusing "
+                                  "to delete them even with --force (choose another --out)")
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: Path) -> RunDir:
+        """An existing run directory (must hold ``run.json``)."""
+        if not (path / MANIFEST).is_file():
+            raise RunDirError(f"{path} is not an edgevision run directory (no {MANIFEST})")
+        return cls(path)
+
+    def manifest(self) -> dict[str, Any]:
+        """The stored manifest ({} before the first write)."""
+        file = self.path / MANIFEST
+        if not file.is_file():
+            return {}
+        try:
+            return dict(json.loads(file.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RunDirError(f"{file} is unreadable: {exc}") from None
+
+    def write_manifest(self, **fields: Any) -> None:
+        """Merge ``fields`` into the manifest and write it atomically."""
+        data = {"schema": RUN_SCHEMA, **self.manifest(), **fields,
+                "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        write_json_atomic(self.path / MANIFEST, data)
+
+    def artifacts(self) -> list[tuple[str, Path]]:
+        """(variant, path) of every artifact the manifest lists."""
+        return [(a["variant"], self.path / a["path"])
+                for a in self.manifest().get("artifacts", [])]
