@@ -14,7 +14,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=True)
+#: Wide when not a terminal (logs, CI), so tables are not squeezed to 80 columns.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 def progress_bar() -> Progress:

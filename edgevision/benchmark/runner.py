@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,8 @@ def benchmark_one(artifact: Artifact, backend_cls: type[Backend], spec: Benchmar
     try:
         stats: ModelStats = artifact_stats(artifact.path)
         row.size_bytes, row.macs, row.params = stats.size_bytes, stats.macs, stats.params
-        with backend_cls(artifact.path, threads=spec.threads, device=spec.device) as session:
+        threads = spec.threads or os.cpu_count()
+        with backend_cls(artifact.path, threads=threads, device=spec.device) as session:
             info = session.info
             row.precision, row.threads, row.device = info.precision, info.threads, info.device
             _measure(row, session, spec, eval_set)

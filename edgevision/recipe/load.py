@@ -128,7 +128,7 @@ def _resolve_paths(raw: dict[str, Any]) -> dict[str, Any]:
     for section, key in PATH_FIELDS:
         block = raw.get(section)
         if isinstance(block, dict) and isinstance(block.get(key), str):
-            block[key] = str(Path(block[key]).expanduser().absolute())
+            block[key] = str(Path(block[key]).expanduser().resolve())
     return raw
 
 
