@@ -104,4 +104,4 @@ def _measure(row: BenchmarkRow, session: Backend, spec: BenchmarkSpec,
                                            spec.iterations))
     if spec.accuracy:
         log(f"accuracy of {row.variant} on {row.backend}: {len(eval_set)} {eval_set.name} images")
-        row.accuracy = measure_accuracy(session, eval_set, max(spec.batch_sizes + [32]))
+        row.accuracy = measure_accuracy(session, eval_set, max([*spec.batch_sizes, 32]))

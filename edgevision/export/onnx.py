@@ -51,16 +51,17 @@ def export_onnx(model: nn.Module, sample: np.ndarray, path: Path, spec: ExportSp
 
 
 def _run_exporter(model: nn.Module, example: torch.Tensor, path: Path, spec: ExportSpec) -> None:
-    names = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME]}
     quiet = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
         warnings.simplefilter("ignore")
         if spec.exporter == "dynamo":
-            shapes = ({"x": {0: torch.export.Dim("batch", min=1, max=4096)}}
+            # dynamic_shapes given positionally: one entry per forward() argument.
+            shapes = (({0: torch.export.Dim("batch", min=1, max=4096)},)
                       if spec.dynamic_batch else None)
             program = torch.onnx.export(model, (example,), dynamo=True, opset_version=spec.opset,
-                                        dynamic_shapes=_name_dynamic_shapes(model, shapes),
-                                        verbose=False, optimize=True, **names)
+                                        dynamic_shapes=shapes,
+                                        verbose=False, optimize=True,
+                                        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
             if program is None:
                 raise ExportError("the dynamo exporter returned no program")
             program.save(str(path), external_data=False)
@@ -68,14 +69,8 @@ def _run_exporter(model: nn.Module, example: torch.Tensor, path: Path, spec: Exp
             axes = ({INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
                     if spec.dynamic_batch else None)
             torch.onnx.export(model, (example,), str(path), dynamo=False,
-                              opset_version=spec.opset, dynamic_axes=axes, **names)
-
-
-def _name_dynamic_shapes(model: nn.Module, shapes: dict[str, Any] | None) -> Any:
-    """torch.export keys dynamic shapes by the forward argument's name; pass them positionally."""
-    if shapes is None:
-        return None
-    return (shapes["x"],)
+                              opset_version=spec.opset, dynamic_axes=axes,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
 
 
 @dataclass(frozen=True)

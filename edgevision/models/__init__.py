@@ -26,9 +26,17 @@ Builder = Callable[[int], nn.Module]
 #: edgevision's own architectures: name → builder(num_classes).
 MODELS: Registry[Builder] = Registry("model", hint="see `edgevision list models`")
 
+
+
+def _cifar_builder(depth: int) -> Builder:
+    def build(num_classes: int) -> nn.Module:
+        return cifar_resnet(depth, num_classes)
+
+    return build
+
+
 for _depth in DEPTHS:
-    MODELS.register(f"cifar_resnet{_depth}")(
-        lambda num_classes, depth=_depth: cifar_resnet(depth, num_classes))
+    MODELS.register(f"cifar_resnet{_depth}")(_cifar_builder(_depth))
 
 
 @dataclass

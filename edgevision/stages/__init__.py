@@ -9,6 +9,7 @@ yet are rejected at recipe load with a clear message.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -109,7 +110,7 @@ def parse_stages(raw: list[Any]) -> list[StageConfig]:
 def check_stage_order(kinds: list[str]) -> None:
     """Raise if ``kinds`` repeats a kind or breaks ``STAGE_ORDER``."""
     positions = [STAGE_ORDER.index(k) for k in kinds]
-    for earlier, later in zip(positions, positions[1:], strict=False):
+    for earlier, later in itertools.pairwise(positions):
         if later <= earlier:
             raise RecipeError(
                 f"stages must appear at most once each, in the order {' → '.join(STAGE_ORDER)}; "
