@@ -131,8 +131,10 @@ def _train_epoch(model: nn.Module, loader: Any, steps: int, optimizer: torch.opt
             total_loss += loss.item() * len(labels)
             correct += int((logits.argmax(1) == labels).sum())
             seen += len(labels)
-            bar.update(task, advance=1, status=f"loss {total_loss / seen:.4f} "
-                       f"top-1 {100 * correct / seen:.2f}%")
+            status = f"loss {total_loss / seen:.4f} top-1 {100 * correct / seen:.2f}%"
+            bar.update(task, advance=1, status=status)
+            if bar.disable and (step + 1) % max(1, steps // 10) == 0:  # plain log when no TTY
+                log(f"{title}: step {step + 1}/{steps}, {status}")
     return total_loss / max(seen, 1), 100.0 * correct / max(seen, 1)
 
 

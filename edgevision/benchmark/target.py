@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgevision.backends import backends_for
 from edgevision.benchmark.report import build_report, write_report
 from edgevision.benchmark.runner import Artifact, benchmark_artifacts
 from edgevision.data import Dataset, EvalSet, Preprocess
@@ -39,6 +40,11 @@ def benchmark(target: Path, *, backends: list[str] | None = None,
                  else [Artifact(target.stem, target)])
     if not artifacts:
         raise ArtifactError(f"{target} lists no artifacts (did the run finish? see run.json)")
+    if run is not None:  # measure only what the chosen backends run
+        artifacts = [a for a in artifacts if backends_for(a.path, spec.backends)]
+        if not artifacts:
+            raise ArtifactError(f"none of the artifacts in {target} runs on "
+                                f"{', '.join(spec.backends)}")
     eval_set = _eval_set(artifacts[0].path, base, data, limit)
     rows = benchmark_artifacts(artifacts, spec, eval_set)
     report = build_report(rows, spec, {"target": str(target),

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from edgevision.errors import EdgevisionError, RecipeError
 from edgevision.recipe.schema import Recipe
 from edgevision.registry import suggest
+from edgevision.validation import format_validation_error
 
 PATH_FIELDS = (("model", "checkpoint"), ("data", "root"))
 
@@ -118,7 +119,7 @@ def validate_recipe(raw: dict[str, Any], where: str = "<recipe>") -> Recipe:
     try:
         return Recipe.model_validate(raw)
     except ValidationError as exc:
-        raise RecipeError(f"{where}: {format_validation_error(exc)}") from None
+        raise RecipeError(f"{where}: {format_validation_error(exc, Recipe)}") from None
     except EdgevisionError as exc:
         raise RecipeError(f"{where}: {exc}") from None
 
@@ -130,47 +131,6 @@ def _resolve_paths(raw: dict[str, Any]) -> dict[str, Any]:
         if isinstance(block, dict) and isinstance(block.get(key), str):
             block[key] = str(Path(block[key]).expanduser().resolve())
     return raw
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    """First schema error as one line, with valid keys and close names for unknown keys."""
-    error = exc.errors()[0]
-    loc = [str(p) for p in error["loc"]]
-    dotted = ".".join(loc)
-    if error["type"] == "extra_forbidden":
-        parent = _model_at(Recipe, loc[:-1])
-        section = ".".join(loc[:-1]) or "the recipe's top level"
-        if parent is None:
-            return f"unknown key {dotted!r}"
-        valid = list(parent.model_fields)
-        return (f"unknown key {dotted!r}{suggest(loc[-1], valid)} "
-                f"(valid keys in {section}: {', '.join(valid)})")
-    if error["type"] == "missing":
-        return f"missing required key {dotted!r}"
-    message = error["msg"].removeprefix("Value error, ")
-    more = f" (and {exc.error_count() - 1} more errors)" if exc.error_count() > 1 else ""
-    value = error.get("input")
-    shown = f" (got {value!r})" if not isinstance(value, dict | list) and loc else ""
-    return f"{dotted or 'recipe'}: {message}{shown}{more}"
-
-
-def _model_at(model: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
-    """The pydantic model class found by walking field names in ``loc`` (stages by kind)."""
-    current: type[BaseModel] = model
-    for part in loc:
-        if part.isdigit():
-            continue
-        field = current.model_fields.get(part)
-        if field is None:
-            return None
-        annotation = field.annotation
-        candidates = [annotation, *getattr(annotation, "__args__", ())]
-        found = next((c for c in candidates
-                      if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if found is None:
-            return None
-        current = found
-    return current
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:

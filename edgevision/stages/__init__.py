@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from edgevision.errors import RecipeError
 from edgevision.registry import suggest
+from edgevision.validation import format_validation_error
 
 if TYPE_CHECKING:
     from edgevision.pipeline import PipelineState
@@ -99,10 +100,8 @@ def parse_stages(raw: list[Any]) -> list[StageConfig]:
         try:
             configs.append(stage.config.model_validate(entry))
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise RecipeError(f"stages[{index}] ({stage.name}) {where}: {first['msg']} "
-                              f"(valid keys: {', '.join(stage.config.model_fields)})") from None
+            message = format_validation_error(exc, stage.config, prefix=f"stages.{index}.")
+            raise RecipeError(f"{stage.name} stage: {message}") from None
     check_stage_order([c.kind for c in configs])
     return configs
 

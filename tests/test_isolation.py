@@ -1,0 +1,29 @@
+"""The CLI module stays light: no torch, onnxruntime or TensorRT at import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def modules_after(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print(' '.join(sorted(sys.modules)))"
+    output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                            text=True).stdout
+    return set(output.split())
+
+
+def test_cli_import_is_light() -> None:
+    loaded = modules_after("import edgevision.cli")
+    assert not {"torch", "torchvision", "onnxruntime", "tensorrt"} & loaded
+
+
+def test_recipe_validation_is_torch_free() -> None:
+    loaded = modules_after("import edgevision.recipe as r; r.load_recipe('quickstart')")
+    assert "torch" not in loaded and "tensorrt" not in loaded
+
+
+def test_help_runs() -> None:
+    result = subprocess.run([sys.executable, "-m", "edgevision", "--help"], capture_output=True,
+                            text=True, check=True)
+    assert "compress" in result.stdout and "benchmark" in result.stdout
