@@ -84,7 +84,7 @@ def tiny_recipe_dict(cifar_archive: Path, checkpoint: Path, **sections: Any) -> 
 
 @pytest.fixture
 def tiny_recipe(tmp_path: Path, cifar_archive: Path, resnet20_checkpoint: Path):
-    """Factory writing a tiny recipe YAML (sections override the defaults) and returning its path."""
+    """Factory: write a tiny recipe YAML (``sections`` override the defaults), return its path."""
 
     def make(**sections: Any) -> Path:
         path = tmp_path / "tiny.yaml"

@@ -135,7 +135,8 @@ def test_stage_entry_needs_kind() -> None:
 
 
 def test_unknown_backend_suggests() -> None:
-    with pytest.raises(RecipeError, match="unknown backend 'onnxruntim'; did you mean 'onnxruntime'"):
+    with pytest.raises(RecipeError,
+                       match="unknown backend 'onnxruntim'; did you mean 'onnxruntime'"):
         validate_recipe({**MINIMAL, "benchmark": {"backends": ["onnxruntim"]}})
 
 
