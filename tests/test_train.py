@@ -1,0 +1,190 @@
+"""Training on real CIFAR-10 JPEG subsets: the loss goes down, resume continues, schedules."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgevision.data import Dataset, EvalSet
+from edgevision.errors import EdgevisionError
+from edgevision.models import build_model
+from edgevision.recipe.schema import DataSpec, ModelSpec, TrainSpec
+from edgevision.train import (
+    CHECKPOINT_NAME,
+    evaluate_top1,
+    make_optimizer,
+    make_scheduler,
+    resolve_device,
+    train,
+)
+
+
+def _random_resnet20(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return build_model(ModelSpec(name="cifar_resnet20", num_classes=10)).module
+
+
+def _loss(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
+    model.eval()
+    with torch.inference_mode():
+        logits = model(torch.from_numpy(images))
+        return float(nn.functional.cross_entropy(logits, torch.from_numpy(labels)))
+
+
+@pytest.fixture(scope="module")
+def dataset(cifar_archive: Path) -> Dataset:
+    return Dataset.from_spec(DataSpec(root=cifar_archive, train_limit=512, val_size=100,
+                                      batch_size=64, eval_limit=256), seed=0)
+
+
+def test_training_lowers_the_loss(dataset: Dataset, tmp_path: Path) -> None:
+    model = _random_resnet20()
+    # A fixed real batch of training images, without augmentation.
+    fixed = EvalSet(dataset.train_source, dataset.splits.train[:256], dataset.preprocess)
+    images, labels = next(fixed.batches(256))
+    assert images.shape == (256, 3, 32, 32)
+    before = _loss(model, images, labels)
+
+    spec = TrainSpec(epochs=3, lr=0.05, max_steps_per_epoch=8, schedule="constant",
+                     evaluate_before=False, device="cpu")
+    result = train(model, dataset, spec, tmp_path / "ckpt", seed=0)
+    after = _loss(model, images, labels)
+
+    assert math.isfinite(before)
+    assert math.isfinite(after)
+    assert after < before, (before, after)
+    assert result.device == "cpu"
+    assert result.resumed_from_epoch == 0
+    assert [e.epoch for e in result.epochs] == [1, 2, 3]
+    for record in result.epochs:
+        assert record.lr == pytest.approx(0.05)
+        assert math.isfinite(record.train_loss)
+        assert 0.0 <= record.train_top1 <= 100.0
+        assert record.val_top1 is not None
+        assert 0.0 <= record.val_top1 <= 100.0
+    # The model is handed back on the CPU in eval mode; it now beats chance on the eval split.
+    assert not model.training
+    assert next(model.parameters()).device.type == "cpu"
+    assert evaluate_top1(model, dataset.eval_set(), 128) > 12.0
+
+
+def test_resume_continues_after_the_last_epoch(dataset: Dataset, tmp_path: Path) -> None:
+    checkpoint_dir = tmp_path / "ckpt"
+    checkpoint = checkpoint_dir / CHECKPOINT_NAME
+    common = {"lr": 0.05, "max_steps_per_epoch": 2, "evaluate_before": False, "device": "cpu"}
+
+    first = train(_random_resnet20(), dataset, TrainSpec(epochs=1, **common), checkpoint_dir)
+    assert checkpoint.is_file()
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert saved["epoch"] == 1
+    assert len(saved["history"]["epochs"]) == 1
+    assert first.resumed_from_epoch == 0
+    assert len(first.epochs) == 1
+    after_epoch_1 = {k: v.clone() for k, v in saved["model"].items()}
+
+    model = _random_resnet20(seed=1)
+    init = model.state_dict()["linear.weight"].clone()
+    second = train(model, dataset, TrainSpec(epochs=2, **common), checkpoint_dir, resume=True)
+    assert second.resumed_from_epoch == 1
+    assert [e.epoch for e in second.epochs] == [1, 2]
+    assert second.epochs[0] == first.epochs[0]
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert saved["epoch"] == 2
+    assert [e["epoch"] for e in saved["history"]["epochs"]] == [1, 2]
+    assert saved["history"]["resumed_from_epoch"] == 1
+    # The model holds the epoch-2 weights, trained on from the epoch-1 weights (a couple of
+    # SGD steps away from them), not from the new model's own random init.
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert all(torch.equal(state[k], v) for k, v in saved["model"].items())
+    final = state["linear.weight"]
+    assert not torch.equal(final, after_epoch_1["linear.weight"])
+    assert (final - after_epoch_1["linear.weight"]).norm() < 0.5 * (final - init).norm()
+
+    # Resuming a finished run trains nothing more.
+    third = train(model, dataset, TrainSpec(epochs=2, **common), checkpoint_dir, resume=True)
+    assert third.resumed_from_epoch == 2
+    assert [e.epoch for e in third.epochs] == [1, 2]
+    assert torch.equal(model.state_dict()["linear.weight"], state["linear.weight"])
+
+
+def test_without_resume_a_checkpoint_is_ignored(dataset: Dataset, tmp_path: Path) -> None:
+    common = {"lr": 0.05, "max_steps_per_epoch": 1, "evaluate_before": False, "device": "cpu"}
+    train(_random_resnet20(), dataset, TrainSpec(epochs=1, **common), tmp_path)
+    again = train(_random_resnet20(), dataset, TrainSpec(epochs=1, **common), tmp_path)
+    assert again.resumed_from_epoch == 0
+    assert len(again.epochs) == 1
+
+
+def _lrs(schedule: str, epochs: int = 2, steps: int = 10,
+         lr: float = 0.1) -> tuple[list[float], float]:
+    """The learning rate of each optimizer step of a run, and the one left after the run."""
+    model = nn.Linear(4, 2)
+    spec = TrainSpec(epochs=epochs, lr=lr, schedule=schedule)
+    optimizer = make_optimizer(model, spec)
+    scheduler = make_scheduler(optimizer, spec, steps)
+    used = []
+    for _ in range(epochs * steps):
+        # Every parameter group follows the same schedule.
+        assert len({g["lr"] for g in optimizer.param_groups}) == 1
+        used.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return used, optimizer.param_groups[0]["lr"]
+
+
+def test_cosine_schedule_decays_to_zero() -> None:
+    used, final = _lrs("cosine")
+    assert len(used) == 20
+    assert used[0] == pytest.approx(0.1)
+    assert used[10] == pytest.approx(0.05)  # half-way
+    assert used[-1] < 0.001
+    assert final == pytest.approx(0.0, abs=1e-9)
+    assert all(a > b for a, b in itertools.pairwise(used))
+
+
+def test_onecycle_schedule_peaks_at_lr() -> None:
+    used, _ = _lrs("onecycle", epochs=4, steps=25)
+    peak = int(np.argmax(used))
+    assert max(used) == pytest.approx(0.1, rel=1e-6)
+    assert 25 <= peak <= 35  # warm-up over the first ~30 % of the 100 steps
+    assert used[0] == pytest.approx(0.1 / 25)
+    assert used[-1] < 1e-5
+    assert all(a < b for a, b in itertools.pairwise(used[:peak + 1]))
+    assert all(a > b for a, b in itertools.pairwise(used[peak:]))
+
+
+def test_constant_schedule() -> None:
+    used, final = _lrs("constant")
+    assert set(used) == {0.1}
+    assert final == 0.1
+
+
+def test_optimizer_skips_weight_decay_on_norms_and_biases() -> None:
+    model = _random_resnet20()
+    for kind in ("sgd", "adamw"):
+        optimizer = make_optimizer(model, TrainSpec(optimizer=kind, weight_decay=1e-3))
+        decay, no_decay = optimizer.param_groups
+        assert decay["weight_decay"] == 1e-3
+        assert no_decay["weight_decay"] == 0.0
+        assert all(p.ndim > 1 for p in decay["params"])
+        assert all(p.ndim <= 1 for p in no_decay["params"])
+        assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    assert isinstance(make_optimizer(model, TrainSpec(optimizer="adamw")), torch.optim.AdamW)
+
+
+def test_resolve_device_cpu_and_auto() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
+def test_resolve_device_cuda_without_gpu() -> None:
+    with pytest.raises(EdgevisionError, match="no CUDA GPU"):
+        resolve_device("cuda")
