@@ -63,10 +63,15 @@ def test_cifar_root_fixture_is_the_extracted_archive(cifar_root: Path, cifar_arc
     assert (cifar_root / "test").is_dir()
     assert sorted(p.name for p in (cifar_root / "test").iterdir()) == CIFAR_CLASSES
     source = open_split("imagefolder", cifar_root, "test")
+    assert isinstance(source, FolderSource)
     assert len(source) == 10_000
-    # The archive and the folder it was extracted to are the same data.
+    # The archive and the folder it was extracted to hold the same data.
     archived = open_split("imagefolder", cifar_archive, "test")
-    assert archived.files[:5] == source.files[:5]
+    assert isinstance(archived, FolderSource)
+    picked = [0, 4321, 9999]
+    assert [archived.relative_path(i) for i in picked] == [source.relative_path(i) for i in picked]
+    assert [archived.label(i) for i in picked] == [source.label(i) for i in picked]
+    assert archived.files[4321].read_bytes() == source.files[4321].read_bytes()
 
 
 def test_split_sizes_and_disjointness(cifar_dataset: Dataset) -> None:

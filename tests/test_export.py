@@ -235,6 +235,19 @@ def test_static_batch_export(tmp_path: Path, resnet20: nn.Module,
     path = export_onnx(resnet20, real_images, tmp_path / "static.onnx",
                        ExportSpec(exporter="torchscript", dynamic_batch=False), METADATA)
     dims = load_onnx(path).graph.input[0].type.tensor_type.shape.dim
-    assert [d.dim_value for d in dims] == [2, 3, 32, 32]  # exported with a batch of 2
-    got = _run(path, real_images[:2])
-    np.testing.assert_allclose(got, _torch(resnet20, real_images[:2]), atol=1e-4, rtol=1e-3)
+    assert all(d.HasField("dim_value") for d in dims)
+    batch = dims[0].dim_value
+    assert [d.dim_value for d in dims[1:]] == [3, 32, 32]
+    got = _run(path, real_images[:batch])
+    np.testing.assert_allclose(got, _torch(resnet20, real_images[:batch]), atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.xfail(strict=True, reason="library bug: with dynamic_batch=False export_onnx fixes "
+                   "the batch at 2 (sample[:2]) and verify_onnx feeds all images at once, so "
+                   "ONNX Runtime raises InvalidArgument; drop this marker when fixed")
+def test_static_batch_export_verifies(tmp_path: Path, resnet20: nn.Module,
+                                      real_images: np.ndarray) -> None:
+    path = export_onnx(resnet20, real_images, tmp_path / "static.onnx",
+                       ExportSpec(exporter="torchscript", dynamic_batch=False), METADATA)
+    check = verify_onnx(path, resnet20, real_images[:16], atol=1e-4, rtol=1e-3)
+    assert check.top1_agreement == 1.0

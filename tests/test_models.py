@@ -86,7 +86,7 @@ def test_pretrained_resnet20_accuracy_on_full_cifar10_jpeg_test_split(
 
 def test_pretrained_resnet20_beats_random_init_on_real_images(cifar_archive: Path,
                                                               resnet20: nn.Module) -> None:
-    eval_set = Dataset.from_spec(DataSpec(root=cifar_archive, eval_limit=200)).eval_set()
+    eval_set = Dataset.from_spec(DataSpec(root=cifar_archive, eval_limit=100)).eval_set()
     torch.manual_seed(0)
     random_model = build_model(ModelSpec(name="cifar_resnet20", num_classes=10)).module
     assert evaluate_top1(resnet20, eval_set, 100) > 60

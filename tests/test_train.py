@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +13,13 @@ import pytest
 import torch
 from torch import nn
 
+import edgevision.train as train_module
 from edgevision.data import Dataset, EvalSet
 from edgevision.errors import EdgevisionError
 from edgevision.models import build_model
 from edgevision.recipe.schema import DataSpec, ModelSpec, TrainSpec
 from edgevision.train import (
     CHECKPOINT_NAME,
-    evaluate_top1,
     make_optimizer,
     make_scheduler,
     resolve_device,
@@ -30,9 +32,12 @@ def _random_resnet20(seed: int = 0) -> nn.Module:
     return build_model(ModelSpec(name="cifar_resnet20", num_classes=10)).module
 
 
-def _loss(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
-    model.eval()
-    with torch.inference_mode():
+def _loss(model: nn.Module, images: np.ndarray, labels: np.ndarray,
+          batch_statistics: bool = False) -> float:
+    """Cross-entropy in eval mode, or with BatchNorm on the batch's own statistics (on a copy,
+    so the model's running statistics stay untouched)."""
+    model = copy.deepcopy(model).train() if batch_statistics else model.eval()
+    with torch.no_grad():
         logits = model(torch.from_numpy(images))
         return float(nn.functional.cross_entropy(logits, torch.from_numpy(labels)))
 
@@ -40,25 +45,46 @@ def _loss(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def dataset(cifar_archive: Path) -> Dataset:
     return Dataset.from_spec(DataSpec(root=cifar_archive, train_limit=512, val_size=100,
-                                      batch_size=64, eval_limit=256), seed=0)
+                                      batch_size=64), seed=0)
 
 
-def test_training_lowers_the_loss(dataset: Dataset, tmp_path: Path) -> None:
+def _record_checkpoints(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Spy on the per-epoch checkpoint: the epochs found in the file right after each save."""
+    saved_epochs: list[int] = []
+    save = train_module._save_checkpoint
+
+    def spy(path: Path, epoch: int, *args: object) -> None:
+        save(path, epoch, *args)  # type: ignore[arg-type]
+        assert not [p for p in path.parent.iterdir() if p.name.endswith(".partial")]
+        saved_epochs.append(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+
+    monkeypatch.setattr(train_module, "_save_checkpoint", spy)
+    return saved_epochs
+
+
+def test_training_lowers_the_loss(dataset: Dataset, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    saved_epochs = _record_checkpoints(monkeypatch)
     model = _random_resnet20()
     # A fixed real batch of training images, without augmentation.
     fixed = EvalSet(dataset.train_source, dataset.splits.train[:256], dataset.preprocess)
     images, labels = next(fixed.batches(256))
     assert images.shape == (256, 3, 32, 32)
     before = _loss(model, images, labels)
+    before_batch_stats = _loss(model, images, labels, batch_statistics=True)
 
     spec = TrainSpec(epochs=3, lr=0.05, max_steps_per_epoch=8, schedule="constant",
                      evaluate_before=False, device="cpu")
     result = train(model, dataset, spec, tmp_path / "ckpt", seed=0)
     after = _loss(model, images, labels)
+    after_batch_stats = _loss(model, images, labels, batch_statistics=True)
 
     assert math.isfinite(before)
     assert math.isfinite(after)
     assert after < before, (before, after)
+    # Not only BatchNorm's running statistics moved: the weights learned (measured about
+    # 3.5-3.9 → 2.0-2.1 for seeds 0-2).
+    assert after_batch_stats < 0.8 * before_batch_stats, (before_batch_stats, after_batch_stats)
     assert result.device == "cpu"
     assert result.resumed_from_epoch == 0
     assert [e.epoch for e in result.epochs] == [1, 2, 3]
@@ -68,13 +94,16 @@ def test_training_lowers_the_loss(dataset: Dataset, tmp_path: Path) -> None:
         assert 0.0 <= record.train_top1 <= 100.0
         assert record.val_top1 is not None
         assert 0.0 <= record.val_top1 <= 100.0
-    # The model is handed back on the CPU in eval mode; it now beats chance on the eval split.
+    # The model is handed back on the CPU in eval mode.
     assert not model.training
     assert next(model.parameters()).device.type == "cpu"
-    assert evaluate_top1(model, dataset.eval_set(), 128) > 12.0
+    assert saved_epochs == [1, 2, 3]
+    assert os.listdir(tmp_path / "ckpt") == [CHECKPOINT_NAME]
 
 
-def test_resume_continues_after_the_last_epoch(dataset: Dataset, tmp_path: Path) -> None:
+def test_resume_continues_after_the_last_epoch(dataset: Dataset, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    saved_epochs = _record_checkpoints(monkeypatch)
     checkpoint_dir = tmp_path / "ckpt"
     checkpoint = checkpoint_dir / CHECKPOINT_NAME
     common = {"lr": 0.05, "max_steps_per_epoch": 2, "evaluate_before": False, "device": "cpu"}
@@ -92,6 +121,7 @@ def test_resume_continues_after_the_last_epoch(dataset: Dataset, tmp_path: Path)
     init = model.state_dict()["linear.weight"].clone()
     second = train(model, dataset, TrainSpec(epochs=2, **common), checkpoint_dir, resume=True)
     assert second.resumed_from_epoch == 1
+    assert saved_epochs == [1, 2]
     assert [e.epoch for e in second.epochs] == [1, 2]
     assert second.epochs[0] == first.epochs[0]
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -109,16 +139,9 @@ def test_resume_continues_after_the_last_epoch(dataset: Dataset, tmp_path: Path)
     # Resuming a finished run trains nothing more.
     third = train(model, dataset, TrainSpec(epochs=2, **common), checkpoint_dir, resume=True)
     assert third.resumed_from_epoch == 2
+    assert saved_epochs == [1, 2]
     assert [e.epoch for e in third.epochs] == [1, 2]
     assert torch.equal(model.state_dict()["linear.weight"], state["linear.weight"])
-
-
-def test_without_resume_a_checkpoint_is_ignored(dataset: Dataset, tmp_path: Path) -> None:
-    common = {"lr": 0.05, "max_steps_per_epoch": 1, "evaluate_before": False, "device": "cpu"}
-    train(_random_resnet20(), dataset, TrainSpec(epochs=1, **common), tmp_path)
-    again = train(_random_resnet20(), dataset, TrainSpec(epochs=1, **common), tmp_path)
-    assert again.resumed_from_epoch == 0
-    assert len(again.epochs) == 1
 
 
 def _lrs(schedule: str, epochs: int = 2, steps: int = 10,
