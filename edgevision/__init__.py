@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 _API = {
     "compress": ("edgevision.pipeline", "compress"),
     "train": ("edgevision.pipeline", "train_only"),
-    "benchmark": ("edgevision.benchmark.target", "benchmark"),
+    "benchmark": ("edgevision.benchmarking.target", "benchmark"),
     "load_recipe": ("edgevision.recipe", "load_recipe"),
     "list_models": ("edgevision.models", "list_models"),
     "build_model": ("edgevision.models", "build_model"),

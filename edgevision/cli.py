@@ -127,8 +127,8 @@ def benchmark(
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
 ) -> None:
     """Measure latency (p50/p90/p99, throughput) and accuracy of model artifacts."""
-    from edgevision.benchmark import report_table
-    from edgevision.benchmark.target import benchmark as run_benchmark
+    from edgevision.benchmarking import report_table
+    from edgevision.benchmarking.target import benchmark as run_benchmark
 
     report = run_benchmark(target, backends=backend, batch_sizes=batch, data=data,
                            recipe=recipe, threads=threads, warmup=warmup,

@@ -119,7 +119,7 @@ def _check_classes(built: Any, dataset: Dataset) -> None:
 
 
 def _train(state: PipelineState, resume: bool) -> None:
-    from edgevision.train import evaluate_top1, train
+    from edgevision.training import evaluate_top1, train
 
     spec = state.recipe.train
     if spec.epochs == 0:
@@ -183,7 +183,7 @@ def _export(state: PipelineState) -> None:
 
 
 def _benchmark(state: PipelineState) -> dict[str, Any]:
-    from edgevision.benchmark import (
+    from edgevision.benchmarking import (
         Artifact,
         benchmark_artifacts,
         build_report,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgevision.backends import BACKENDS, OnnxRuntimeBackend, PyTorchBackend, backends_for
-from edgevision.benchmark import (
+from edgevision.benchmarking import (
     Artifact,
     BenchmarkRow,
     build_report,
@@ -17,7 +17,7 @@ from edgevision.benchmark import (
     report_csv,
     report_table,
 )
-from edgevision.benchmark.runner import benchmark_artifacts
+from edgevision.benchmarking.runner import benchmark_artifacts
 from edgevision.data import Dataset
 from edgevision.errors import ArtifactError, EdgevisionError, UnknownNameError
 from edgevision.recipe import BenchmarkSpec, DataSpec, ExportSpec, ModelSpec

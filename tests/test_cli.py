@@ -212,3 +212,16 @@ def test_interrupted_run_leaves_no_complete_looking_artifact(
     assert not list(out.glob("*.partial"))
     assert json.loads((out / MANIFEST).read_text())["status"] == "interrupted"
     assert not (out / "report.json").exists()
+
+
+def test_python_api_mirrors_the_cli(tiny_run: Path, tmp_path: Path) -> None:
+    import edgevision
+    import edgevision.benchmarking
+    import edgevision.pipeline
+    import edgevision.training  # noqa: F401  (importing the modules must not shadow the API)
+
+    assert callable(edgevision.compress) and callable(edgevision.train)
+    report = edgevision.benchmark(tiny_run, backends=["onnxruntime"], batch_sizes=[2],
+                                  iterations=2, warmup=0, limit=50, out=tmp_path)
+    assert report["rows"][0]["accuracy"]["images"] == 50
+    assert edgevision.load_recipe(tiny_run / "recipe.yaml").name == "tiny"

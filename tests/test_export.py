@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgevision.benchmark.modelstats import onnx_macs_params
+from edgevision.benchmarking.modelstats import onnx_macs_params
 from edgevision.data import Dataset
 from edgevision.errors import ArtifactError, ExportError
 from edgevision.export import INPUT_NAME, OUTPUT_NAME, export_onnx, read_metadata, verify_onnx
@@ -242,9 +242,6 @@ def test_static_batch_export(tmp_path: Path, resnet20: nn.Module,
     np.testing.assert_allclose(got, _torch(resnet20, real_images[:batch]), atol=1e-4, rtol=1e-3)
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: with dynamic_batch=False export_onnx fixes "
-                   "the batch at 2 (sample[:2]) and verify_onnx feeds all images at once, so "
-                   "ONNX Runtime raises InvalidArgument; drop this marker when fixed")
 def test_static_batch_export_verifies(tmp_path: Path, resnet20: nn.Module,
                                       real_images: np.ndarray) -> None:
     path = export_onnx(resnet20, real_images, tmp_path / "static.onnx",

@@ -17,7 +17,7 @@ from edgevision.errors import CheckpointError, UnknownNameError
 from edgevision.models import build_model, count_macs_params, load_model_file
 from edgevision.models.checkpoint import MODEL_FILE_FORMAT, save_model_file
 from edgevision.recipe.schema import DataSpec, ModelSpec
-from edgevision.train import evaluate_top1
+from edgevision.training import evaluate_top1
 
 
 def _cifar(checkpoint: Path, depth: int = 20, **extra: object) -> nn.Module:
@@ -256,9 +256,6 @@ def test_truncated_checkpoint_is_not_readable(tmp_path: Path, resnet20: nn.Modul
         _cifar(path)
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: read_checkpoint reports a corrupt file as "
-                   "'a whole saved model?' and suggests trust_checkpoint (see "
-                   "edgevision/models/checkpoint.py read_checkpoint); drop this marker when fixed")
 def test_corrupt_checkpoint_is_not_mistaken_for_a_whole_model(tmp_path: Path) -> None:
     path = tmp_path / "corrupt.pt"
     path.write_bytes(np.random.default_rng(0).bytes(4096))

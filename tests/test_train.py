@@ -13,12 +13,12 @@ import pytest
 import torch
 from torch import nn
 
-import edgevision.train as train_module
+import edgevision.training as train_module
 from edgevision.data import Dataset, EvalSet
 from edgevision.errors import EdgevisionError
 from edgevision.models import build_model
 from edgevision.recipe.schema import DataSpec, ModelSpec, TrainSpec
-from edgevision.train import (
+from edgevision.training import (
     CHECKPOINT_NAME,
     make_optimizer,
     make_scheduler,
@@ -101,47 +101,56 @@ def test_training_lowers_the_loss(dataset: Dataset, tmp_path: Path,
     assert os.listdir(tmp_path / "ckpt") == [CHECKPOINT_NAME]
 
 
-def test_resume_continues_after_the_last_epoch(dataset: Dataset, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    saved_epochs = _record_checkpoints(monkeypatch)
-    checkpoint_dir = tmp_path / "ckpt"
-    checkpoint = checkpoint_dir / CHECKPOINT_NAME
-    common = {"lr": 0.05, "max_steps_per_epoch": 2, "evaluate_before": False, "device": "cpu"}
+def _interrupt_after_first_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the second epoch of the next ``train`` call raise KeyboardInterrupt (Ctrl-C)."""
+    real = train_module._train_epoch
+    calls = itertools.count()
 
-    first = train(_random_resnet20(), dataset, TrainSpec(epochs=1, **common), checkpoint_dir)
-    assert checkpoint.is_file()
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    def epoch_or_interrupt(*args: object, **kwargs: object) -> tuple[float, float]:
+        if next(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(train_module, "_train_epoch", epoch_or_interrupt)
+
+
+def test_resume_after_interrupt_matches_an_uninterrupted_run(
+        dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = TrainSpec(epochs=2, lr=0.05, max_steps_per_epoch=2, evaluate_before=False,
+                     device="cpu")
+    straight = _random_resnet20()
+    train(straight, dataset, spec, tmp_path / "straight")
+
+    checkpoint_dir = tmp_path / "interrupted"
+    with monkeypatch.context() as patch:
+        _interrupt_after_first_epoch(patch)
+        with pytest.raises(KeyboardInterrupt):
+            train(_random_resnet20(), dataset, spec, checkpoint_dir)
+    saved = torch.load(checkpoint_dir / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
     assert saved["epoch"] == 1
-    assert len(saved["history"]["epochs"]) == 1
-    assert first.resumed_from_epoch == 0
-    assert len(first.epochs) == 1
-    after_epoch_1 = {k: v.clone() for k, v in saved["model"].items()}
 
-    model = _random_resnet20(seed=1)
-    init = model.state_dict()["linear.weight"].clone()
-    second = train(model, dataset, TrainSpec(epochs=2, **common), checkpoint_dir, resume=True)
-    assert second.resumed_from_epoch == 1
-    assert saved_epochs == [1, 2]
-    assert [e.epoch for e in second.epochs] == [1, 2]
-    assert second.epochs[0] == first.epochs[0]
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    assert saved["epoch"] == 2
-    assert [e["epoch"] for e in saved["history"]["epochs"]] == [1, 2]
-    assert saved["history"]["resumed_from_epoch"] == 1
-    # The model holds the epoch-2 weights, trained on from the epoch-1 weights (a couple of
-    # SGD steps away from them), not from the new model's own random init.
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    assert all(torch.equal(state[k], v) for k, v in saved["model"].items())
-    final = state["linear.weight"]
-    assert not torch.equal(final, after_epoch_1["linear.weight"])
-    assert (final - after_epoch_1["linear.weight"]).norm() < 0.5 * (final - init).norm()
+    resumed_model = _random_resnet20(seed=1)  # its own init is replaced by the checkpoint
+    resumed = train(resumed_model, dataset, spec, checkpoint_dir, resume=True)
+    assert resumed.resumed_from_epoch == 1
+    assert [e.epoch for e in resumed.epochs] == [1, 2]
+    expected, got = straight.state_dict(), resumed_model.state_dict()
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, msg=key)
 
-    # Resuming a finished run trains nothing more.
-    third = train(model, dataset, TrainSpec(epochs=2, **common), checkpoint_dir, resume=True)
-    assert third.resumed_from_epoch == 2
-    assert saved_epochs == [1, 2]
-    assert [e.epoch for e in third.epochs] == [1, 2]
-    assert torch.equal(model.state_dict()["linear.weight"], state["linear.weight"])
+    # resuming a finished run trains nothing more
+    again = train(resumed_model, dataset, spec, checkpoint_dir, resume=True)
+    assert again.resumed_from_epoch == 2
+    torch.testing.assert_close(resumed_model.state_dict()["linear.weight"],
+                               expected["linear.weight"])
+
+
+def test_resume_with_a_different_schedule_is_refused(dataset: Dataset, tmp_path: Path) -> None:
+    spec = TrainSpec(epochs=1, max_steps_per_epoch=1, evaluate_before=False, device="cpu",
+                     schedule="onecycle")
+    train(_random_resnet20(), dataset, spec, tmp_path)
+    with pytest.raises(EdgevisionError, match="schedule cannot be continued"):
+        train(_random_resnet20(), dataset, spec.model_copy(update={"epochs": 2}), tmp_path,
+              resume=True)
 
 
 def _lrs(schedule: str, epochs: int = 2, steps: int = 10,

@@ -141,7 +141,7 @@ def prepare_root(root: Path) -> Path:
 
 def extract_archive(archive: Path) -> Path:
     """Extract ``archive`` once into the cache (keyed by its sha256) and return the folder."""
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()[:16]
+    digest = _sha256(archive)[:16]
     stem = archive.name
     for suffix in ARCHIVE_SUFFIXES:
         stem = stem.removesuffix(suffix)
@@ -168,6 +168,14 @@ def extract_archive(archive: Path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def find_split_dir(base: Path, split: str) -> Path:

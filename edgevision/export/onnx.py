@@ -32,7 +32,9 @@ def export_onnx(model: nn.Module, sample: np.ndarray, path: Path, spec: ExportSp
     name) is stored as JSON in the model's ``metadata_props`` under ``"edgevision"``.
     """
     model = model.cpu().eval()
-    example = torch.from_numpy(sample[:2] if len(sample) >= 2 else sample)
+    # a dynamic graph is traced at batch 2 (batch 1 could be specialised); a static one at 1
+    example = torch.from_numpy(sample[:2] if spec.dynamic_batch and len(sample) >= 2
+                               else sample[:1])
     with atomic_path(path) as tmp:
         try:
             _run_exporter(model, example, tmp, spec)
@@ -96,8 +98,22 @@ def verify_onnx(path: Path, model: nn.Module, images: np.ndarray, atol: float,
 
     with torch.inference_mode():
         expected = model.cpu().eval()(torch.from_numpy(images)).numpy()
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: images})[0]
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        graph_input = session.get_inputs()[0]
+        # a static graph runs in chunks of its fixed batch (any remainder is not verified)
+        step = graph_input.shape[0] if isinstance(graph_input.shape[0], int) else len(images)
+        usable = len(images) - len(images) % step
+        if usable == 0:
+            raise ExportError(f"{path}: need at least {step} images to verify a batch-{step} graph")
+        got = np.concatenate([session.run(None, {graph_input.name: images[i:i + step]})[0]
+                              for i in range(0, usable, step)])
+    except ExportError:
+        raise
+    except Exception as exc:  # onnxruntime's own error types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"{path}: ONNX Runtime cannot run the exported graph ({first})") from exc
+    expected = expected[:len(got)]
     if got.shape != expected.shape:
         raise ExportError(f"{path}: ONNX output shape {got.shape} differs from PyTorch's "
                           f"{expected.shape}")

@@ -29,7 +29,7 @@ def read_checkpoint(path: Path, trust: bool = False) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
-        if not trust and "weights_only" in str(exc):
+        if not trust and "Unsupported global" in str(exc):  # a pickled class, not corruption
             raise CheckpointError(
                 f"{path} holds pickled Python objects (a whole saved model?); set "
                 f"model.trust_checkpoint: true to unpickle it fully (only for files you trust)"

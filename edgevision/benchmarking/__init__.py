@@ -1,19 +1,19 @@
 """Benchmark: latency percentiles, throughput and accuracy through the same session."""
 
-from edgevision.benchmark.measure import (
+from edgevision.benchmarking.measure import (
     AccuracyResult,
     LatencyStats,
     measure_accuracy,
     measure_latency,
 )
-from edgevision.benchmark.report import (
+from edgevision.benchmarking.report import (
     REPORT_SCHEMA,
     build_report,
     report_csv,
     report_table,
     write_report,
 )
-from edgevision.benchmark.runner import Artifact, BenchmarkRow, benchmark_artifacts
+from edgevision.benchmarking.runner import Artifact, BenchmarkRow, benchmark_artifacts
 
 __all__ = ["REPORT_SCHEMA", "AccuracyResult", "Artifact", "BenchmarkRow", "LatencyStats",
            "benchmark_artifacts", "build_report", "measure_accuracy", "measure_latency",

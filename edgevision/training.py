@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from edgevision.data import Dataset, EvalSet
-from edgevision.errors import CheckpointError
+from edgevision.errors import BackendUnavailableError, CheckpointError
 from edgevision.io import atomic_path
 from edgevision.progress import log, progress_bar
 from edgevision.recipe.schema import TrainSpec
@@ -46,7 +46,7 @@ class TrainResult:
 def resolve_device(requested: str) -> torch.device:
     """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
     if requested == "cuda" and not torch.cuda.is_available():
-        raise CheckpointError("device 'cuda' requested but no CUDA GPU is available")
+        raise BackendUnavailableError("device 'cuda' requested but no CUDA GPU is available")
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)
@@ -70,10 +70,13 @@ def train(model: nn.Module, dataset: Dataset, spec: TrainSpec, checkpoint_dir: P
     scheduler = make_scheduler(optimizer, spec, steps)
     criterion = nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
     result = TrainResult(device=str(device))
-    start = _maybe_resume(checkpoint_dir / CHECKPOINT_NAME, resume, model, optimizer,
+    plan = {"epochs": spec.epochs, "steps_per_epoch": steps}
+    start = _maybe_resume(checkpoint_dir / CHECKPOINT_NAME, resume, plan, model, optimizer,
                           scheduler, result)
     val_set = dataset.val_set() if dataset.splits.val else None
     for epoch in range(start, spec.epochs):
+        # re-seeded per epoch, so a resumed run shuffles exactly like an uninterrupted one
+        loader.generator.manual_seed(seed + epoch)  # type: ignore[union-attr]
         loss, top1 = _train_epoch(model, loader, steps, optimizer, scheduler, criterion, device,
                                   f"epoch {epoch + 1}/{spec.epochs}")
         val = evaluate_top1(model, val_set, dataset.spec.batch_size) if val_set else None
@@ -81,7 +84,7 @@ def train(model: nn.Module, dataset: Dataset, spec: TrainSpec, checkpoint_dir: P
         result.epochs.append(record)
         log(f"epoch {epoch + 1}: loss {loss:.4f}, train top-1 {top1:.2f}%"
             + (f", validation top-1 {val:.2f}%" if val is not None else ""))
-        _save_checkpoint(checkpoint_dir / CHECKPOINT_NAME, epoch + 1, model, optimizer,
+        _save_checkpoint(checkpoint_dir / CHECKPOINT_NAME, epoch + 1, plan, model, optimizer,
                          scheduler, result)
     model.to("cpu").eval()
     return result
@@ -152,20 +155,26 @@ def evaluate_top1(model: nn.Module, data: EvalSet, batch_size: int) -> float:
     return 100.0 * correct / len(data)
 
 
-def _save_checkpoint(path: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-                     scheduler: Any, result: TrainResult) -> None:
-    state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "history": result.to_dict(),
-             "rng": torch.get_rng_state()}
+def _save_checkpoint(path: Path, epoch: int, plan: dict[str, int], model: nn.Module,
+                     optimizer: torch.optim.Optimizer, scheduler: Any,
+                     result: TrainResult) -> None:
+    state = {"epoch": epoch, "plan": plan, "model": model.state_dict(),
+             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "history": result.to_dict(), "rng": torch.get_rng_state()}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
-def _maybe_resume(path: Path, resume: bool, model: nn.Module, optimizer: torch.optim.Optimizer,
-                  scheduler: Any, result: TrainResult) -> int:
+def _maybe_resume(path: Path, resume: bool, plan: dict[str, int], model: nn.Module,
+                  optimizer: torch.optim.Optimizer, scheduler: Any, result: TrainResult) -> int:
     if not resume or not path.is_file():
         return 0
     state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("plan") != plan:
+        raise CheckpointError(
+            f"{path} was written for {state.get('plan')} but the recipe now asks for {plan}; "
+            "the learning-rate schedule cannot be continued — keep train.epochs (and the data "
+            "size) unchanged to resume, or start over with --force")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from edgevision.backends import backends_for
-from edgevision.benchmark.report import build_report, write_report
-from edgevision.benchmark.runner import Artifact, benchmark_artifacts
+from edgevision.benchmarking.report import build_report, write_report
+from edgevision.benchmarking.runner import Artifact, benchmark_artifacts
 from edgevision.data import Dataset, EvalSet, Preprocess
 from edgevision.data.sources import FolderSource, find_split_dir, prepare_root
 from edgevision.data.splits import subset

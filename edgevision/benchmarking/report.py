@@ -10,8 +10,8 @@ from typing import Any
 
 from rich.table import Table
 
-from edgevision.benchmark.environment import environment
-from edgevision.benchmark.runner import BenchmarkRow
+from edgevision.benchmarking.environment import environment
+from edgevision.benchmarking.runner import BenchmarkRow
 from edgevision.io import write_json_atomic, write_text_atomic
 from edgevision.recipe.schema import BenchmarkSpec
 

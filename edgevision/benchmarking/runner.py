@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from edgevision.backends import Backend, backends_for
-from edgevision.benchmark.measure import (
+from edgevision.benchmarking.measure import (
     AccuracyResult,
     LatencyStats,
     measure_accuracy,
     measure_latency,
 )
-from edgevision.benchmark.modelstats import ModelStats, artifact_stats
+from edgevision.benchmarking.modelstats import ModelStats, artifact_stats
 from edgevision.data import EvalSet
 from edgevision.errors import EdgevisionError
 from edgevision.progress import log
