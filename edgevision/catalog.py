@@ -21,3 +21,14 @@ def bundled_recipes() -> dict[str, Path]:
     if not folder.is_dir():
         return {}
     return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def recipe_summaries() -> list[tuple[str, Path, str]]:
+    """(name, path, first line of the description) of every bundled recipe."""
+    from edgevision.recipe.load import read_yaml
+
+    rows = []
+    for name, path in bundled_recipes().items():
+        lines = str(read_yaml(path).get("description", "")).strip().splitlines()
+        rows.append((name, path, lines[0] if lines else ""))
+    return rows

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from edgevision.errors import EdgevisionError
 from edgevision.progress import console
@@ -50,11 +51,14 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except EdgevisionError as exc:
-            console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False,
+                          soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            console.print("[bold red]interrupted[/bold red]: finished artifacts are kept; "
-                          "run again with --resume to continue", highlight=False)
+            hint = " (compress/train: --resume continues the run)" if func.__name__ in (
+                "compress", "train") else ""
+            console.print(f"[bold red]interrupted[/bold red]: no partial file is left under a "
+                          f"final name{hint}", highlight=False)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -88,10 +92,7 @@ def train(recipe: RecipeArg, set_: SetOpt = None, out: OutOpt = None, force: For
     from edgevision.pipeline import train_only
     from edgevision.recipe import load_recipe
 
-    loaded = load_recipe(recipe, set_)
-    if loaded.train.epochs == 0:
-        raise EdgevisionError("train.epochs is 0: nothing to train (use --set train.epochs=N)")
-    result = train_only(loaded, out, force=force, resume=resume)
+    result = train_only(load_recipe(recipe, set_), out, force=force, resume=resume)
     console.print(f"model: {result.run_dir / 'model.pt'}", highlight=False)
 
 
@@ -104,8 +105,8 @@ def benchmark(
         "--backend", "-b", help="Backend to run (repeatable): pytorch, onnxruntime. "
                                 "Default: the recipe's, else both.")] = None,
     batch: Annotated[list[int] | None, typer.Option(
-        "--batch", help="Batch size to time (repeatable). Default: the recipe's, else 1 and 64."
-    )] = None,
+        "--batch", min=1,
+        help="Batch size to time (repeatable). Default: the recipe's, else 1 and 64.")] = None,
     data: Annotated[Path | None, typer.Option(
         "--data", "-d", help="Evaluation images: an ImageFolder split (<class>/<image>), or a "
                              "dataset folder/archive holding the eval split. Default: the "
@@ -113,16 +114,20 @@ def benchmark(
     recipe: Annotated[Path | None, typer.Option(
         "--recipe", "-r", help="Recipe giving data and preprocessing (default: the run's).")
     ] = None,
-    threads: Annotated[int | None, typer.Option(help="Intra-op threads (default: all cores).")
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="Intra-op threads (default: all cores).")
                        ] = None,
-    warmup: Annotated[int | None, typer.Option(help="Untimed warm-up runs per batch size.")
+    warmup: Annotated[int | None, typer.Option(
+        min=0, help="Untimed warm-up runs per batch size.")
                       ] = None,
-    iterations: Annotated[int | None, typer.Option(help="Timed runs per batch size.")] = None,
+    iterations: Annotated[int | None, typer.Option(
+        min=1, help="Timed runs per batch size.")] = None,
     limit: Annotated[int | None, typer.Option(
-        help="Evaluate accuracy on a seeded subset of this many images.")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu or cuda.")] = None,
+        min=1, help="Evaluate accuracy on a seeded subset of this many images.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Folder for report.json/report.csv (default: the run directory).")
+        "--out", "-o", help="Folder for report.json/report.csv (default: <run>/benchmark/ for "
+                            "a run directory; none for a single file).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
 ) -> None:
@@ -157,21 +162,18 @@ def list_models(
     """Models the registry builds: edgevision's CIFAR ResNets and torchvision's classifiers."""
     from edgevision.models import list_models as names
 
-    for name, origin in names().items():
-        if contains is None or contains.lower() in name.lower():
-            sys.stdout.write(f"{name}\t{origin}\n")
+    for name, origin in names(contains).items():
+        sys.stdout.write(f"{name}\t{origin}\n")
 
 
 @list_app.command("recipes")
 @user_errors
 def list_recipes() -> None:
     """Bundled recipes (use the name or the path with `compress`)."""
-    from edgevision.catalog import bundled_recipes
-    from edgevision.recipe.load import read_yaml
+    from edgevision.catalog import recipe_summaries
 
-    for name, path in bundled_recipes().items():
-        description = str(read_yaml(path).get("description", "")).strip().splitlines()
-        sys.stdout.write(f"{name}\t{path}\t{description[0] if description else ''}\n")
+    for name, path, summary in recipe_summaries():
+        sys.stdout.write(f"{name}\t{path}\t{summary}\n")
 
 
 @list_app.command("backends")

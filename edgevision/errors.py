@@ -44,3 +44,9 @@ class BackendUnavailableError(EdgevisionError):
 
 class RunDirError(EdgevisionError):
     """The run directory cannot be used (holds another run, ...)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

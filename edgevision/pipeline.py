@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from edgevision.data import Dataset
-from edgevision.errors import DataError
+from rich.markup import escape
+
+from edgevision.data import Dataset, EvalSet
+from edgevision.errors import DataError, EdgevisionError, first_line
 from edgevision.io import write_json_atomic, write_text_atomic
 from edgevision.progress import console, log
 from edgevision.recipe import Recipe, recipe_to_yaml
 from edgevision.rundir import RECIPE_FILE, RunDir
 from edgevision.stages import get_stage
+
+if TYPE_CHECKING:
+    from edgevision.models import BuiltModel
 
 MODEL_FILE = "model.pt"
 ONNX_FILE = "model.onnx"
@@ -26,9 +32,14 @@ class PipelineState:
     recipe: Recipe
     run: RunDir
     dataset: Dataset
-    model: Any  # edgevision.models.BuiltModel
+    model: BuiltModel
     artifacts: list[dict[str, str]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def eval_set(self) -> EvalSet:
+        """The evaluation split, decoded once per run."""
+        return self.dataset.eval_set()
 
     def add_artifact(self, variant: str, path: Path, backend_hint: str = "") -> None:
         """Record an artifact (relative to the run directory) for benchmarking."""
@@ -55,15 +66,19 @@ def compress(recipe: Recipe, out: Path | None = None, *, force: bool = False,
 def train_only(recipe: Recipe, out: Path | None = None, *, force: bool = False,
                resume: bool = False) -> RunResult:
     """Build the model and run the recipe's training; write ``model.pt`` into the run dir."""
+    if recipe.train.epochs == 0:
+        raise EdgevisionError("train.epochs is 0: nothing to train (use --set train.epochs=N)")
     return _run(recipe, out, force=force, resume=resume, until="train")
 
 
 def _run(recipe: Recipe, out: Path | None, *, force: bool, resume: bool,
-         until: str) -> RunResult:
-    run = RunDir.prepare(out or Path("runs") / recipe.name, force=force, resume=resume)
+         until: Literal["train", "benchmark"]) -> RunResult:
+    dataset, built = _load_inputs(recipe)  # bad data or model fails before any file is touched
+    run = RunDir.prepare(out or Path("runs") / recipe.name, force=force, resume=resume,
+                         recipe_yaml=recipe_to_yaml(recipe))
     run.write_manifest(recipe=recipe.name, status="running", step="start", artifacts=[])
     try:
-        state = _prepare(recipe, run)
+        state = _start(recipe, run, dataset, built)
         _train(state, resume)
         if until == "train":
             _save_model(state)
@@ -86,32 +101,45 @@ def _run(recipe: Recipe, out: Path | None, *, force: bool, resume: bool,
         raise
 
 
-def _prepare(recipe: Recipe, run: RunDir) -> PipelineState:
+def _load_inputs(recipe: Recipe) -> tuple[Dataset, BuiltModel]:
+    """Open the data and build the model, checking that they fit each other."""
     import torch
 
     from edgevision.models import build_model
 
     torch.manual_seed(recipe.seed)
-    write_text_atomic(run.path / RECIPE_FILE, recipe_to_yaml(recipe))
     dataset = Dataset.from_spec(recipe.data, recipe.seed)
     built = build_model(recipe.model)
     for note in built.notes:
-        log(f"[yellow]{note}[/yellow]")
-    log(f"model {built.name} ({built.source}); data {recipe.data.root} "
-        f"({len(dataset.train_source)} train / {len(dataset.eval_source)} "
-        f"{recipe.data.eval_split} images)")
+        log(f"[yellow]{escape(note)}[/yellow]")
+    log(escape(f"model {built.name} ({built.source}); data {recipe.data.root} "
+               f"({len(dataset.train_source)} train / {len(dataset.eval_source)} "
+               f"{recipe.data.eval_split} images)"))
+    if recipe.data.eval_split == recipe.data.train_split:
+        log("[yellow]data.eval_split is the training split: accuracy is measured on training "
+            "images[/yellow]")
     _check_classes(built, dataset)
+    return dataset, built
+
+
+def _start(recipe: Recipe, run: RunDir, dataset: Dataset, built: BuiltModel) -> PipelineState:
+    write_text_atomic(run.path / RECIPE_FILE, recipe_to_yaml(recipe))
     write_json_atomic(run.path / CALIBRATION_FILE, dataset.calibration_manifest())
     return PipelineState(recipe, run, dataset, built)
 
 
-def _check_classes(built: Any, dataset: Dataset) -> None:
+def _check_classes(built: BuiltModel, dataset: Dataset) -> None:
     import torch
 
     shape = dataset.eval_set().sample_shape()
     built.module.eval()
-    with torch.inference_mode():
-        outputs = built.module(torch.zeros(1, *shape)).shape[-1]
+    try:
+        with torch.inference_mode():
+            outputs = built.module(torch.zeros(1, *shape)).shape[-1]
+    except RuntimeError as exc:
+        raise DataError(f"model {built.name} cannot run on the data's input shape "
+                        f"{tuple(shape)} (check data.image_size and data.channels): "
+                        f"{first_line(exc)}") from None
     if outputs != len(dataset.classes):
         raise DataError(f"model {built.name} outputs {outputs} classes but the data has "
                         f"{len(dataset.classes)} ({', '.join(dataset.classes[:5])}, ...); set "
@@ -125,7 +153,7 @@ def _train(state: PipelineState, resume: bool) -> None:
     if spec.epochs == 0:
         return
     model = state.model.module
-    eval_set = state.dataset.eval_set()
+    eval_set = state.eval_set
     batch = state.recipe.data.batch_size
     record: dict[str, Any] = {}
     if spec.evaluate_before and not resume:
@@ -150,7 +178,7 @@ def _run_stages(state: PipelineState, phase: str) -> None:
 def model_info(state: PipelineState) -> dict[str, Any]:
     """What travels with every artifact: name, classes, input shape, preprocessing, labels."""
     return {"name": state.model.name, "num_classes": len(state.dataset.classes),
-            "input_shape": list(state.dataset.eval_set().sample_shape()),
+            "input_shape": list(state.eval_set.sample_shape()),
             "preprocess": state.dataset.preprocess.to_dict(), "labels": state.dataset.classes,
             "recipe": state.recipe.name}
 
@@ -171,7 +199,7 @@ def _export(state: PipelineState) -> None:
     from edgevision.export import export_onnx, verify_onnx
 
     spec = state.recipe.export
-    images = state.dataset.eval_set().first(spec.verify_images)
+    images = state.eval_set.first(spec.verify_images)
     path = state.run.path / ONNX_FILE
     log(f"exporting ONNX (opset {spec.opset}, {spec.exporter} exporter) to {path}")
     export_onnx(state.model.module, images, path, spec, {**model_info(state), "precision": "fp32"})
@@ -192,10 +220,10 @@ def _benchmark(state: PipelineState) -> dict[str, Any]:
     )
 
     artifacts = [Artifact(a["variant"], state.run.path / a["path"]) for a in state.artifacts]
-    rows = benchmark_artifacts(artifacts, state.recipe.benchmark, state.dataset.eval_set())
+    rows = benchmark_artifacts(artifacts, state.recipe.benchmark, state.eval_set)
     report = build_report(rows, state.recipe.benchmark,
                           {"recipe": state.recipe.name, "run": state.info})
     json_path, csv_path = write_report(report, state.run.path)
     console.print(report_table(report))
-    log(f"report: {json_path} and {csv_path}")
+    log(escape(f"report: {json_path} and {csv_path}"))
     return report

@@ -9,6 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from edgevision.errors import RunDirError
 from edgevision.io import write_json_atomic
 
@@ -24,14 +26,20 @@ class RunDir:
     path: Path
 
     @classmethod
-    def prepare(cls, path: Path, *, force: bool = False, resume: bool = False) -> RunDir:
+    def prepare(cls, path: Path, *, force: bool = False, resume: bool = False,
+                recipe_yaml: str | None = None) -> RunDir:
         """Create ``path`` for a new run; refuse one that holds files unless ``force`` (wipe it)
-        or ``resume`` (continue it)."""
+        or ``resume`` (continue it, only with the same recipe apart from its benchmark
+        section)."""
+        if force and resume:
+            raise RunDirError("--force and --resume contradict each other: choose one")
         if path.exists() and not path.is_dir():
             raise RunDirError(f"--out {str(path)!r} exists and is not a directory")
         if path.is_dir() and any(path.iterdir()):
             if resume:
-                return cls(path)
+                run = cls.open(path)
+                run.check_same_recipe(recipe_yaml)
+                return run
             if not force:
                 what = "a run" if (path / MANIFEST).exists() else "files"
                 raise RunDirError(f"{path} already holds {what}; use --force to overwrite it or "
@@ -49,6 +57,18 @@ class RunDir:
         if not (path / MANIFEST).is_file():
             raise RunDirError(f"{path} is not an edgevision run directory (no {MANIFEST})")
         return cls(path)
+
+    def check_same_recipe(self, recipe_yaml: str | None) -> None:
+        """Refuse to resume with a recipe that differs (outside ``benchmark``) from the run's."""
+        stored = self.path / RECIPE_FILE
+        if recipe_yaml is None or not stored.is_file():
+            return
+        old, new = yaml.safe_load(stored.read_text(encoding="utf-8")), yaml.safe_load(recipe_yaml)
+        changed = sorted(key for key in set(old) | set(new)
+                         if key != "benchmark" and old.get(key) != new.get(key))
+        if changed:
+            raise RunDirError(f"cannot resume {self.path}: the recipe's {', '.join(changed)} "
+                              "differ from the run's recipe.yaml (use --force to start over)")
 
     def manifest(self) -> dict[str, Any]:
         """The stored manifest ({} before the first write)."""

@@ -10,8 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgevision import devices
 from edgevision.data import Dataset, EvalSet
-from edgevision.errors import BackendUnavailableError, CheckpointError
+from edgevision.errors import CheckpointError, first_line
 from edgevision.io import atomic_path
 from edgevision.progress import log, progress_bar
 from edgevision.recipe.schema import TrainSpec
@@ -45,11 +46,7 @@ class TrainResult:
 
 def resolve_device(requested: str) -> torch.device:
     """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailableError("device 'cuda' requested but no CUDA GPU is available")
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
+    return torch.device(devices.resolve_device(requested, torch.cuda.is_available(), "training"))
 
 
 def train(model: nn.Module, dataset: Dataset, spec: TrainSpec, checkpoint_dir: Path,
@@ -169,7 +166,11 @@ def _maybe_resume(path: Path, resume: bool, plan: dict[str, int], model: nn.Modu
                   optimizer: torch.optim.Optimizer, scheduler: Any, result: TrainResult) -> int:
     if not resume or not path.is_file():
         return 0
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated or foreign file
+        raise CheckpointError(f"{path}: cannot resume from it ({first_line(exc)}); start over "
+                              "with --force") from None
     if state.get("plan") != plan:
         raise CheckpointError(
             f"{path} was written for {state.get('plan')} but the recipe now asks for {plan}; "

@@ -7,6 +7,7 @@ Polygraphy). Backends import their runtime library lazily so that listing them, 
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edgevision.errors import ArtifactError, BackendUnavailableError, EdgevisionError
+from edgevision.errors import (
+    ArtifactError,
+    BackendUnavailableError,
+    EdgevisionError,
+    first_line,
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,16 @@ class SessionInfo:
     precision: str
     threads: int | None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+def import_availability(module: str, install_hint: str) -> Availability:
+    """Available when ``module`` imports; otherwise the import error and how to install it."""
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # ImportError, or a broken install's OSError/RuntimeError
+        return Availability(False, f"{module} cannot be imported ({first_line(exc)}); "
+                                   f"{install_hint}")
+    return Availability(True)
 
 
 class Backend(ABC):

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import numpy as np
 
-from edgevision.backends.base import Availability, Backend, InputSpec, SessionInfo
-from edgevision.errors import ArtifactError, BackendUnavailableError
+from edgevision.backends.base import (
+    Availability,
+    Backend,
+    InputSpec,
+    SessionInfo,
+    import_availability,
+)
+from edgevision.devices import resolve_device
+from edgevision.errors import ArtifactError, BackendUnavailableError, first_line
 
 
 class OnnxRuntimeBackend(Backend):
@@ -19,9 +25,7 @@ class OnnxRuntimeBackend(Backend):
 
     @classmethod
     def availability(cls) -> Availability:
-        if importlib.util.find_spec("onnxruntime") is None:
-            return Availability(False, "onnxruntime is not installed (pip install onnxruntime)")
-        return Availability(True)
+        return import_availability("onnxruntime", "pip install onnxruntime (or onnxruntime-gpu)")
 
     def _open_impl(self) -> None:
         import onnxruntime as ort
@@ -31,26 +35,25 @@ class OnnxRuntimeBackend(Backend):
         if self.threads is not None:
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
-        providers = self._providers(ort.get_available_providers())
+        self.device = resolve_device(
+            self.device, "CUDAExecutionProvider" in ort.get_available_providers(),
+            f"{self.name} (CUDA needs onnxruntime-gpu)")
+        providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device == "cuda"
+                     else ["CPUExecutionProvider"])
         try:
             self._session = ort.InferenceSession(str(self.artifact), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ArtifactError(f"{self.artifact}: ONNX Runtime cannot load it ({first})") from None
+            raise ArtifactError(f"{self.artifact}: ONNX Runtime cannot load it "
+                                f"({first_line(exc)})") from None
+        if self._session.get_providers()[0] != providers[0]:
+            raise BackendUnavailableError(
+                f"{self.name}: {providers[0]} failed to start (running on "
+                f"{self._session.get_providers()[0]} instead); check the CUDA/cuDNN install")
         model_input = self._session.get_inputs()[0]
         self._input = InputSpec(
             model_input.name,
             tuple(d if isinstance(d, int) else None for d in model_input.shape),
             _ORT_TYPES.get(model_input.type, "float32"))
-
-    def _providers(self, available: list[str]) -> list[str]:
-        if self.device == "cuda":
-            if "CUDAExecutionProvider" not in available:
-                raise BackendUnavailableError(
-                    "onnxruntime: device 'cuda' requested but CUDAExecutionProvider is not "
-                    "available (install onnxruntime-gpu)")
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        return ["CPUExecutionProvider"]
 
     def _close_impl(self) -> None:
         del self._session
@@ -71,7 +74,11 @@ class OnnxRuntimeBackend(Backend):
         return str(meta.get("precision", "fp32"))
 
     def _run_impl(self, batch: np.ndarray) -> np.ndarray:
-        outputs = self._session.run(None, {self._input.name: batch})
+        try:
+            outputs = self._session.run(None, {self._input.name: batch})
+        except Exception as exc:  # onnxruntime's own error types
+            raise ArtifactError(f"{self.artifact}: ONNX Runtime failed to run a batch of "
+                                f"{len(batch)} ({first_line(exc)})") from None
         return np.asarray(outputs[0])
 
 

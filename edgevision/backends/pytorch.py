@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 
-from edgevision.backends.base import Availability, Backend, InputSpec, SessionInfo
-from edgevision.errors import BackendUnavailableError
+from edgevision.backends.base import (
+    Availability,
+    Backend,
+    InputSpec,
+    SessionInfo,
+    import_availability,
+)
+from edgevision.devices import resolve_device
 
 
 class PyTorchBackend(Backend):
@@ -18,17 +22,14 @@ class PyTorchBackend(Backend):
 
     @classmethod
     def availability(cls) -> Availability:
-        if importlib.util.find_spec("torch") is None:
-            return Availability(False, "torch is not installed (pip install torch)")
-        return Availability(True)
+        return import_availability("torch", "pip install torch torchvision")
 
     def _open_impl(self) -> None:
         import torch
 
         from edgevision.models import load_model_file
 
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise BackendUnavailableError("pytorch: device 'cuda' requested but no CUDA GPU")
+        self.device = resolve_device(self.device, torch.cuda.is_available(), self.name)
         built, info = load_model_file(self.artifact)
         self._torch = torch
         self._device = torch.device(self.device)

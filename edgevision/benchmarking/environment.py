@@ -9,8 +9,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-LIBRARIES = ("edgevision", "torch", "torchvision", "onnx", "onnxruntime", "numpy",
-             "torch-pruning", "tensorrt")
+LIBRARIES = ("edgevision", "torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu",
+             "numpy", "torch-pruning", "tensorrt")
 
 
 def cpu_model() -> str:
@@ -34,10 +34,18 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (affinity-aware where the OS tells)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def environment() -> dict[str, Any]:
     """CPU model, core count, OS, Python and library versions; GPU when torch sees one."""
     info: dict[str, Any] = {
-        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
+        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "usable_cores": usable_cores(),
+        "machine": platform.machine(),
         "os": platform.platform(), "python": sys.version.split()[0],
         "libraries": library_versions(), "gpu": None,
     }

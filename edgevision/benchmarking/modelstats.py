@@ -12,8 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from rich.markup import escape
 
+from edgevision.errors import ArtifactError, first_line
 from edgevision.export.onnx import load_onnx
+from edgevision.progress import log
 
 
 @dataclass(frozen=True)
@@ -27,9 +30,17 @@ class ModelStats:
 
 def artifact_stats(path: Path) -> ModelStats:
     """Stats of an ``.onnx`` graph or an edgevision ``.pt`` model file."""
+    if not path.is_file():
+        raise ArtifactError(f"artifact {str(path)!r} not found")
     size = path.stat().st_size
     if path.suffix == ".onnx":
-        macs, params = onnx_macs_params(load_onnx(path))
+        proto = load_onnx(path)
+        try:
+            macs, params = onnx_macs_params(proto)
+        except Exception as exc:  # shape inference on an unusual graph; report MACs unknown
+            log(f"MACs of {escape(str(path))} unknown: shape inference failed "
+                f"({escape(first_line(exc))})")
+            return ModelStats(size, None, None)
         return ModelStats(size, macs, params)
     if path.suffix == ".pt":
         from edgevision.models import count_macs_params, load_model_file

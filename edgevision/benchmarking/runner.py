@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgevision.backends import Backend, backends_for
+from edgevision.benchmarking.environment import usable_cores
 from edgevision.benchmarking.measure import (
     AccuracyResult,
     LatencyStats,
@@ -82,7 +82,7 @@ def benchmark_one(artifact: Artifact, backend_cls: type[Backend], spec: Benchmar
     try:
         stats: ModelStats = artifact_stats(artifact.path)
         row.size_bytes, row.macs, row.params = stats.size_bytes, stats.macs, stats.params
-        threads = spec.threads or os.cpu_count()
+        threads = spec.threads or usable_cores()
         with backend_cls(artifact.path, threads=threads, device=spec.device) as session:
             info = session.info
             row.precision, row.threads, row.device = info.precision, info.threads, info.device

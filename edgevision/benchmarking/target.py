@@ -5,15 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from edgevision.backends import backends_for
 from edgevision.benchmarking.report import build_report, write_report
 from edgevision.benchmarking.runner import Artifact, benchmark_artifacts
 from edgevision.data import Dataset, EvalSet, Preprocess
 from edgevision.data.sources import FolderSource, find_split_dir, prepare_root
 from edgevision.data.splits import subset
-from edgevision.errors import ArtifactError, DataError
-from edgevision.recipe import BenchmarkSpec, Recipe, load_recipe
+from edgevision.errors import ArtifactError, DataError, EdgevisionError
+from edgevision.recipe import BenchmarkSpec, DataSpec, Recipe, load_recipe
 from edgevision.rundir import RECIPE_FILE, RunDir
+from edgevision.validation import format_validation_error
+
+#: Where ``benchmark RUN_DIR`` writes its report (compress's own report.json is kept).
+BENCHMARK_DIR = "benchmark"
 
 
 def benchmark(target: Path, *, backends: list[str] | None = None,
@@ -49,7 +55,7 @@ def benchmark(target: Path, *, backends: list[str] | None = None,
     rows = benchmark_artifacts(artifacts, spec, eval_set)
     report = build_report(rows, spec, {"target": str(target),
                                        "recipe": base.name if base else None})
-    folder = out or (run.path if run else None)
+    folder = out or (run.path / BENCHMARK_DIR if run else None)
     if folder is not None:
         write_report(report, folder)
     return report
@@ -65,7 +71,10 @@ def _recipe_for(run: RunDir | None, recipe: Path | None) -> Recipe | None:
 
 def _settings(base: BenchmarkSpec, **overrides: Any) -> BenchmarkSpec:
     given = {k: v for k, v in overrides.items() if v not in (None, [])}
-    return BenchmarkSpec.model_validate({**base.model_dump(), **given})
+    try:
+        return BenchmarkSpec.model_validate({**base.model_dump(), **given})
+    except ValidationError as exc:
+        raise EdgevisionError(format_validation_error(exc, BenchmarkSpec, "benchmark.")) from None
 
 
 def _eval_set(artifact: Path, recipe: Recipe | None, data: Path | None,
@@ -73,10 +82,11 @@ def _eval_set(artifact: Path, recipe: Recipe | None, data: Path | None,
     if data is None:
         if recipe is None:
             raise DataError("no evaluation data: give --data DIR (an ImageFolder) or --recipe")
-        spec = recipe.data if limit is None else recipe.data.model_copy(
-            update={"eval_limit": limit})
+        spec = recipe.data if limit is None else DataSpec.model_validate(
+            {**recipe.data.model_dump(), "eval_limit": limit})
         return Dataset.from_spec(spec, recipe.seed).eval_set()
-    preprocess, labels = _artifact_preprocess(artifact, recipe)
+    preprocess = _artifact_preprocess(artifact, recipe)
+    labels = _artifact_metadata(artifact).get("labels", [])
     split = recipe.data.eval_split if recipe else "test"
     source = FolderSource.scan(_split_folder(prepare_root(data), split))
     if labels and list(labels) != source.classes:
@@ -95,19 +105,20 @@ def _split_folder(root: Path, split: str) -> Path:
     return find_split_dir(root, split)
 
 
-def _artifact_preprocess(artifact: Path, recipe: Recipe | None) -> tuple[Preprocess, list[str]]:
+def _artifact_preprocess(artifact: Path, recipe: Recipe | None) -> Preprocess:
     if recipe is not None:
         from edgevision.data import preprocess_from_spec
 
-        return preprocess_from_spec(recipe.data), []
+        return preprocess_from_spec(recipe.data)
     meta = _artifact_metadata(artifact)
     if "preprocess" not in meta:
         raise ArtifactError(f"{artifact} carries no edgevision preprocessing metadata; pass "
                             "--recipe to say how images are preprocessed")
-    return Preprocess.from_dict(meta["preprocess"]), list(meta.get("labels", []))
+    return Preprocess.from_dict(meta["preprocess"])
 
 
 def _artifact_metadata(artifact: Path) -> dict[str, Any]:
+    """edgevision's metadata stored in an artifact (preprocessing, labels, ...)."""
     if artifact.suffix == ".onnx":
         from edgevision.export.onnx import read_metadata
 

@@ -76,7 +76,12 @@ class EvalSet:
     def _load(self, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
         if not indices:
             raise DataError(f"the {self.name} set is empty")
-        images = np.stack([self.preprocess(self.source.image(i)) for i in indices])
+        arrays = [self.preprocess(self.source.image(i)) for i in indices]
+        if len({a.shape for a in arrays}) > 1:
+            raise DataError(f"the {self.name} images have different sizes "
+                            f"({', '.join(sorted({str(a.shape[1:]) for a in arrays})[:3])}); set "
+                            "data.image_size (and data.resize) so they are resized alike")
+        images = np.stack(arrays)
         labels = np.asarray([self.source.label(i) for i in indices], dtype=np.int64)
         return images, labels
 

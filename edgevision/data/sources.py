@@ -12,6 +12,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import urllib.error
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from edgevision.errors import DataError
+from edgevision.errors import DataError, first_line
+from edgevision.progress import log
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
@@ -163,8 +165,9 @@ def extract_archive(archive: Path) -> Path:
     except OSError as exc:
         if not target.is_dir():
             raise DataError(f"cannot extract {archive}: {exc}") from None
-    except (tarfile.TarError, zipfile.BadZipFile) as exc:
-        raise DataError(f"cannot extract {archive}: {exc}") from None
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"cannot extract {archive} (truncated or corrupt?): "
+                        f"{first_line(exc)}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -176,6 +179,10 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def find_split_dir(base: Path, split: str) -> Path:
@@ -198,11 +205,13 @@ def fashion_mnist_root(root: Path, download: bool) -> Path:
         return root
     gz_dir = next((d for d in (root, FASHION_MNIST_SYSTEM_DIR)
                    if (d / f"{FASHION_MNIST_FILES[0]}.gz").is_file()), None)
+    if gz_dir is not None and gz_dir != root:
+        log(f"Fashion-MNIST is not in {root}; reading the system copy in {gz_dir}")
     if gz_dir is None:
         raise DataError(f"Fashion-MNIST not found in {root} (nor in {FASHION_MNIST_SYSTEM_DIR});"
                         " install the Debian package dataset-fashion-mnist, or set "
                         "data.download: true")
-    target = cache_dir() / "datasets" / "fashion-mnist"
+    target = cache_dir() / "datasets" / f"fashion-mnist-{_sha256_text(str(gz_dir.resolve()))[:8]}"
     raw = target / "FashionMNIST" / "raw"
     if not all((raw / name).is_file() for name in FASHION_MNIST_FILES):
         raw.mkdir(parents=True, exist_ok=True)
@@ -222,5 +231,9 @@ def _torchvision_source(kind: str, root: Path, train: bool, download: bool) -> A
         dataset = cls(str(root), train=train, download=download)
     except RuntimeError as exc:
         hint = "" if download else " (set data.download: true to fetch it)"
-        raise DataError(f"{kind} not found under {root}: {exc}{hint}") from None
+        raise DataError(f"{kind} not found under {root}: {first_line(exc)}{hint}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise DataError(f"could not download {kind} to {root} ({first_line(exc)}); without "
+                        "internet, place the dataset files there and set data.download: "
+                        "false") from None
     return ArraySource(dataset.data, list(map(int, dataset.targets)), list(dataset.classes))

@@ -15,7 +15,7 @@ import onnx
 import torch
 from torch import nn
 
-from edgevision.errors import ArtifactError, ExportError
+from edgevision.errors import ArtifactError, ExportError, first_line
 from edgevision.io import atomic_path
 from edgevision.recipe.schema import ExportSpec
 
@@ -43,8 +43,8 @@ def export_onnx(model: nn.Module, sample: np.ndarray, path: Path, spec: ExportSp
         except ExportError:
             raise
         except Exception as exc:  # the exporters raise many unrelated types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ExportError(f"ONNX export of {type(model).__name__} failed: {first}") from exc
+            raise ExportError(f"ONNX export of {type(model).__name__} failed: "
+                              f"{first_line(exc)}") from exc
         proto.producer_name = "edgevision"
         entry = proto.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
@@ -92,41 +92,57 @@ class Verification:
 
 def verify_onnx(path: Path, model: nn.Module, images: np.ndarray, atol: float,
                 rtol: float) -> Verification:
-    """Run ``images`` through PyTorch and ONNX Runtime; raise ``ExportError`` on a mismatch
-    (``|onnx - torch| > atol + rtol * |torch|`` anywhere)."""
-    import onnxruntime as ort
+    """Run real ``images`` through PyTorch and ONNX Runtime; raise ``ExportError`` on a mismatch
+    (``|onnx - torch| > atol + rtol * |torch|`` anywhere).
 
+    A dynamic-batch graph is checked at the full batch and at batch 1 (both are benchmarked); a
+    static graph in chunks of its fixed batch. ``Verification.images`` counts what was compared.
+    """
     with torch.inference_mode():
         expected = model.cpu().eval()(torch.from_numpy(images)).numpy()
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        graph_input = session.get_inputs()[0]
-        # a static graph runs in chunks of its fixed batch (any remainder is not verified)
-        step = graph_input.shape[0] if isinstance(graph_input.shape[0], int) else len(images)
-        usable = len(images) - len(images) % step
-        if usable == 0:
-            raise ExportError(f"{path}: need at least {step} images to verify a batch-{step} graph")
-        got = np.concatenate([session.run(None, {graph_input.name: images[i:i + step]})[0]
-                              for i in range(0, usable, step)])
+        got, compared = _run_onnx_batches(path, images)
     except ExportError:
         raise
     except Exception as exc:  # onnxruntime's own error types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"{path}: ONNX Runtime cannot run the exported graph ({first})") from exc
-    expected = expected[:len(got)]
+        raise ExportError(f"{path}: ONNX Runtime cannot run the exported graph "
+                          f"({first_line(exc)})") from exc
+    expected = expected[compared]
     if got.shape != expected.shape:
         raise ExportError(f"{path}: ONNX output shape {got.shape} differs from PyTorch's "
                           f"{expected.shape}")
     diff = np.abs(got - expected)
     result = Verification(
-        images=len(images), max_abs_diff=float(diff.max()),
+        images=len(set(compared)), max_abs_diff=float(diff.max()),
         max_rel_diff=float((diff / (np.abs(expected) + 1e-12)).max()),
         top1_agreement=float((got.argmax(1) == expected.argmax(1)).mean()), atol=atol, rtol=rtol)
     if not np.all(diff <= atol + rtol * np.abs(expected)):
         raise ExportError(
-            f"{path}: ONNX Runtime's outputs differ from PyTorch's on {len(images)} real images "
+            f"{path}: ONNX Runtime's outputs differ from PyTorch's on {result.images} real images "
             f"(max |diff| {result.max_abs_diff:.3g} > atol {atol} + rtol {rtol}·|torch|)")
     return result
+
+
+def _run_onnx_batches(path: Path, images: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """ONNX Runtime's outputs and the image index of each output row."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    graph_input = session.get_inputs()[0]
+    fixed = graph_input.shape[0] if isinstance(graph_input.shape[0], int) else None
+    step = fixed or len(images)
+    usable = len(images) - len(images) % step
+    if usable == 0:
+        raise ExportError(f"{path}: need at least {step} images to verify a batch-{step} graph")
+    starts = list(range(0, usable, step))
+    if fixed is None and step > 1:
+        starts.append(-1)  # marker: batch 1 on its own
+    outputs, rows = [], []
+    for start in starts:
+        chunk = images[:1] if start == -1 else images[start:start + step]
+        outputs.append(session.run(None, {graph_input.name: chunk})[0])
+        rows += [0] if start == -1 else list(range(start, start + step))
+    return np.concatenate(outputs), rows
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
@@ -134,7 +150,11 @@ def read_metadata(path: Path) -> dict[str, Any]:
     proto = load_onnx(path, load_weights=False)
     for entry in proto.metadata_props:
         if entry.key == METADATA_KEY:
-            return dict(json.loads(entry.value))
+            try:
+                return dict(json.loads(entry.value))
+            except (json.JSONDecodeError, TypeError, ValueError) as exc:
+                raise ArtifactError(f"{path}: its edgevision metadata is not valid JSON "
+                                    f"({first_line(exc)})") from None
     return {}
 
 
@@ -146,4 +166,4 @@ def load_onnx(path: Path, load_weights: bool = True) -> onnx.ModelProto:
         return onnx.load(str(path), load_external_data=load_weights)
     except Exception as exc:  # protobuf's DecodeError and friends
         raise ArtifactError(f"{path} is not a valid ONNX model ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
+                            f"{first_line(exc)})") from None

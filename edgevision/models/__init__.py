@@ -57,11 +57,13 @@ def torchvision_models() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-def list_models() -> dict[str, str]:
-    """Every buildable name mapped to where it comes from."""
+def list_models(contains: str | None = None) -> dict[str, str]:
+    """Every buildable name (containing ``contains``, case-insensitive) mapped to its origin."""
     names = {name: "edgevision" for name in MODELS.names()}
     names.update({name: "torchvision" for name in torchvision_models()})
-    return names
+    if contains is None:
+        return names
+    return {name: origin for name, origin in names.items() if contains.lower() in name.lower()}
 
 
 def build_model(spec: ModelSpec) -> BuiltModel:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgevision.errors import CheckpointError
+from edgevision.errors import CheckpointError, first_line
 from edgevision.io import atomic_path
 
 MODEL_FILE_FORMAT = "edgevision.model/1"
@@ -36,8 +36,8 @@ def read_checkpoint(path: Path, trust: bool = False) -> Any:
             ) from None
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
+                              f"({first_line(exc)})") from None
 
 
 def unwrap_state_dict(obj: Any) -> dict[str, torch.Tensor]:

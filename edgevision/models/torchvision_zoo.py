@@ -11,6 +11,9 @@ from torch import nn
 
 from edgevision.errors import CheckpointError
 
+#: torchvision classifiers with auxiliary heads, built without them when not pretrained.
+AUX_LOGIT_MODELS = ("googlenet", "inception_v3")
+
 
 def resolve_weights(name: str, weights: str) -> torchvision.models.WeightsEnum:
     """Map ``DEFAULT``, ``IMAGENET1K_V1`` or ``ResNet18_Weights.IMAGENET1K_V1`` to the enum."""
@@ -31,10 +34,14 @@ def build_torchvision(name: str, num_classes: int,
     """Build torchvision model ``name``; with weights, download them and replace the
     classifier when ``num_classes`` differs from theirs."""
     if weights is None:
-        return torchvision.models.get_model(name, num_classes=num_classes), "random init", []
+        kwargs: dict[str, object] = {"num_classes": num_classes}
+        if name in AUX_LOGIT_MODELS:  # training would return a namedtuple, not logits
+            kwargs.update(aux_logits=False, init_weights=True)
+        return torchvision.models.get_model(name, **kwargs), "random init", []
     enum_value = resolve_weights(name, weights)
-    model = torchvision.models.get_model(name, weights=None)
-    model.load_state_dict(download_state_dict(enum_value))
+    download_state_dict(enum_value)  # into torch's hub cache, or a clear offline error
+    # the builder applies what the weights need (transform_input, image_size, aux heads)
+    model = torchvision.models.get_model(name, weights=enum_value)
     notes: list[str] = []
     trained_classes = len(enum_value.meta.get("categories", [])) or num_classes
     if trained_classes != num_classes:

@@ -117,7 +117,8 @@ class BenchmarkSpec(Strict):
     backends: list[str] = Field(default_factory=lambda: ["pytorch", "onnxruntime"])
     batch_sizes: list[int] = Field(default_factory=lambda: [1, 64])
     warmup: int = Field(10, ge=0, description="untimed iterations before timing")
-    iterations: int = Field(50, ge=1, description="timed iterations per batch size")
+    iterations: int = Field(100, ge=1, description="timed iterations per batch size (p99 "
+                            "needs ≥ 100 to differ from the maximum)")
     threads: int | None = Field(None, ge=1, description="intra-op threads; None = all cores")
     device: Device = "cpu"
     accuracy: bool = True

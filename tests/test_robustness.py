@@ -1,0 +1,152 @@
+"""Bad input and interrupted work: one-line errors, nothing half-written, honest records."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from edgevision.cli import app
+from edgevision.data import Dataset
+from edgevision.errors import DataError, EdgevisionError, RunDirError
+from edgevision.recipe import DataSpec, load_recipe
+from edgevision.rundir import MANIFEST, RECIPE_FILE, RunDir
+
+runner = CliRunner()
+
+
+def make_folder(root: Path, sizes: dict[str, tuple[int, int]]) -> Path:
+    """An ImageFolder split ``root/test/<class>/<n>.png`` with the given image sizes."""
+    for index, (name, size) in enumerate(sizes.items()):
+        folder = root / "test" / name
+        folder.mkdir(parents=True)
+        Image.new("RGB", size, (index * 40, 0, 0)).save(folder / f"{index}.png")
+    return root
+
+
+def test_mixed_image_sizes_need_image_size(tmp_path: Path) -> None:
+    root = make_folder(tmp_path, {"a": (32, 32), "b": (40, 30)})
+    spec = DataSpec(root=root, train_split="test", eval_split="test", val_size=0)
+    with pytest.raises(DataError, match="different sizes.*data.image_size"):
+        next(Dataset.from_spec(spec).eval_set().batches(8))
+    resized = spec.model_copy(update={"image_size": 24})
+    images, _ = next(Dataset.from_spec(resized).eval_set().batches(8))
+    assert images.shape == (2, 3, 24, 24)
+
+
+def test_truncated_archive_is_a_one_line_error(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEVISION_CACHE", str(tmp_path / "cache"))
+    make_folder(tmp_path / "src", {"a": (8, 8), "b": (8, 8)})
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(tmp_path / "src", arcname="data")
+    archive = tmp_path / "data.tar.gz"
+    archive.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        Dataset.from_spec(DataSpec(root=archive)).eval_source  # noqa: B018
+    assert not list((tmp_path / "cache" / "datasets").glob("data-*"))
+
+
+def test_error_text_is_not_read_as_markup(tmp_path: Path) -> None:
+    recipe = tmp_path / "[train]" / "r.yaml"
+    recipe.parent.mkdir()
+    result = runner.invoke(app, ["compress", str(recipe)])
+    assert result.exit_code == 2
+    assert "[train]" in result.output and "Traceback" not in result.output
+
+
+def test_invalid_benchmark_overrides_are_one_line(tiny_run_dir: Path) -> None:
+    import edgevision
+
+    with pytest.raises(EdgevisionError, match=r"benchmark.batch_sizes"):
+        edgevision.benchmark(tiny_run_dir, batch_sizes=[0])
+    result = runner.invoke(app, ["benchmark", str(tiny_run_dir), "--threads", "0"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+@pytest.fixture(scope="module")
+def tiny_run_dir(tmp_path_factory: pytest.TempPathFactory, cifar_archive: Path,
+                 resnet20_checkpoint: Path) -> Path:
+    """A finished tiny run (no training, torchscript export for speed)."""
+    import yaml
+
+    import edgevision
+    from tests.conftest import tiny_recipe_dict
+
+    folder = tmp_path_factory.mktemp("robust")
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe_dict(
+        cifar_archive, resnet20_checkpoint, export={"exporter": "torchscript"},
+        benchmark={"batch_sizes": [2], "iterations": 2, "warmup": 0})))
+    return edgevision.compress(load_recipe(path), out=folder / "run").run_dir
+
+
+def test_benchmark_of_a_run_keeps_its_compress_report(tiny_run_dir: Path) -> None:
+    import edgevision
+
+    before = (tiny_run_dir / "report.json").read_text()
+    edgevision.benchmark(tiny_run_dir, backends=["onnxruntime"], batch_sizes=[1], iterations=2,
+                         warmup=0, limit=20)
+    assert (tiny_run_dir / "report.json").read_text() == before
+    separate = json.loads((tiny_run_dir / "benchmark" / "report.json").read_text())
+    assert separate["rows"][0]["accuracy"]["images"] == 20
+
+
+def test_missing_artifact_becomes_an_error_row(tiny_run_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import edgevision
+
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, copy)
+    (copy / "model.onnx").unlink()
+    report = edgevision.benchmark(copy, batch_sizes=[1], iterations=1, warmup=0, limit=10)
+    rows = {row["backend"]: row for row in report["rows"]}
+    assert rows["pytorch"]["error"] is None
+    assert "not found" in rows["onnxruntime"]["error"]
+
+
+def test_pytorch_backend_resolves_auto_device(tiny_run_dir: Path) -> None:
+    from edgevision.backends import PyTorchBackend
+
+    with PyTorchBackend(tiny_run_dir / "model.pt", device="auto") as session:
+        assert session.info.device in ("cpu", "cuda")
+
+
+def test_resume_rules(tiny_run_dir: Path, tmp_path: Path) -> None:
+    stored = (tiny_run_dir / RECIPE_FILE).read_text()
+    with pytest.raises(RunDirError, match="contradict"):
+        RunDir.prepare(tiny_run_dir, force=True, resume=True)
+    changed = stored.replace("seed: 0", "seed: 1")
+    with pytest.raises(RunDirError, match="recipe's seed differ"):
+        RunDir.prepare(tiny_run_dir, resume=True, recipe_yaml=changed)
+    bench_only = stored.replace("warmup: 0", "warmup: 3")
+    assert RunDir.prepare(tiny_run_dir, resume=True, recipe_yaml=bench_only).path == tiny_run_dir
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("x")
+    with pytest.raises(RunDirError, match="not an edgevision run directory"):
+        RunDir.prepare(other, resume=True)
+
+
+def test_failed_run_records_its_error(tiny_recipe, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgevision.pipeline as pipeline
+
+    def broken_export(state: object) -> None:
+        raise EdgevisionError("export exploded [on purpose]")
+
+    monkeypatch.setattr(pipeline, "_export", broken_export)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["compress", str(tiny_recipe()), "--out", str(out)])
+    assert result.exit_code == 2
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["status"] == "failed"
+    assert manifest["error"] == "export exploded [on purpose]"
+    assert not (out / "report.json").exists()
