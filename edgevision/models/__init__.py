@@ -102,7 +102,13 @@ def _build_architecture(name: str, num_classes: int, weights: str | None) -> Bui
 
 def _from_model_file(payload: dict[str, Any], path: Path) -> BuiltModel:
     info = payload["info"]
-    built = _build_architecture(info["name"], int(info["num_classes"]), None)
+    try:
+        built = _build_architecture(info["name"], int(info["num_classes"]), None)
+    except UnknownNameError:
+        raise CheckpointError(
+            f"{path} stores weights for {info['name']!r}, an architecture edgevision cannot "
+            "rebuild by name (the run started from a whole pickled model); use its ONNX file"
+        ) from None
     ckpt.load_state_dict_strict(built.module, payload["state_dict"], str(path))
     built.source = f"edgevision model file {path}"
     return built
