@@ -283,8 +283,10 @@ def test_fashion_mnist(fashion_mnist_dir: Path, tmp_path: Path,
     assert len(dataset.eval_source) == 10_000
     assert len(dataset.classes) == 10
     assert dataset.classes[0] == "T-shirt/top"
-    raw = tmp_path / "cache" / "datasets" / "fashion-mnist" / "FashionMNIST" / "raw"
-    assert (raw / "train-images-idx3-ubyte").is_file()
+    # The .gz files were unpacked once into the cache, in the layout torchvision reads.
+    unpacked = list((tmp_path / "cache" / "datasets").glob("fashion-mnist-*/FashionMNIST/raw"))
+    assert len(unpacked) == 1
+    assert (unpacked[0] / "train-images-idx3-ubyte").is_file()
     assert dataset.eval_source.image(0).size == (28, 28)
     eval_set = dataset.eval_set()
     assert eval_set.sample_shape() == (3, 32, 32)

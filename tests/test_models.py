@@ -151,14 +151,16 @@ def test_weights_download_failure_names_cache_path(weights: str, tmp_path: Path,
 
 
 def test_pretrained_weights_replace_classifier_for_other_num_classes(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The weights path without a download: ImageNet-shaped (1000-class) weights are loaded and
-    the classifier is replaced to give 10 classes."""
-    from edgevision.models import torchvision_zoo
-
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The offline weights path the error message tells users about: the weights file copied
+    into torch's hub cache is loaded (no download) and the classifier replaced for 10 classes."""
     torch.manual_seed(0)
     imagenet_state = torchvision.models.resnet18(num_classes=1000).state_dict()
-    monkeypatch.setattr(torchvision_zoo, "download_state_dict", lambda weights: imagenet_state)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    weights = torchvision.models.ResNet18_Weights.DEFAULT
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    cached.parent.mkdir(parents=True)
+    torch.save(imagenet_state, cached)
     built = build_model(ModelSpec(name="resnet18", num_classes=10, weights="DEFAULT"))
     assert built.module.fc.out_features == 10
     assert any("classifier replaced: 1000 → 10" in note for note in built.notes)
