@@ -42,6 +42,14 @@ class BackendUnavailableError(EdgevisionError):
     """A backend cannot run here (library missing, no GPU, ...)."""
 
 
+class PruneError(EdgevisionError):
+    """A model cannot be pruned as asked (unsafe operator, unreachable target, ...)."""
+
+
+class DistillError(EdgevisionError):
+    """Distillation cannot run as asked (teacher does not fit the student, unknown layer)."""
+
+
 class RunDirError(EdgevisionError):
     """The run directory cannot be used (holds another run, ...)."""
 

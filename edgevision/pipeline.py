@@ -18,6 +18,8 @@ from edgevision.rundir import RECIPE_FILE, RunDir
 from edgevision.stages import get_stage
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from edgevision.models import BuiltModel
 
 MODEL_FILE = "model.pt"
@@ -33,13 +35,26 @@ class PipelineState:
     run: RunDir
     dataset: Dataset
     model: BuiltModel
+    resume: bool = False
     artifacts: list[dict[str, str]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    #: the model's variant name in the report: fp32, then e.g. pruned, pruned+distilled
+    variant: str = "fp32"
+    #: the model before the first model stage (the default distillation teacher)
+    original: nn.Module | None = None
+    #: earlier states of the model exported and benchmarked beside it, by variant name
+    snapshots: dict[str, nn.Module] = field(default_factory=dict)
 
     @cached_property
     def eval_set(self) -> EvalSet:
         """The evaluation split, decoded once per run."""
         return self.dataset.eval_set()
+
+    def add_snapshot(self, variant: str, module: nn.Module) -> None:
+        """Keep a frozen copy of ``module`` to export and benchmark as ``variant``."""
+        import copy
+
+        self.snapshots[variant] = copy.deepcopy(module).eval()
 
     def add_artifact(self, variant: str, path: Path, backend_hint: str = "") -> None:
         """Record an artifact (relative to the run directory) for benchmarking."""
@@ -78,14 +93,14 @@ def _run(recipe: Recipe, out: Path | None, *, force: bool, resume: bool,
                          recipe_yaml=recipe_to_yaml(recipe))
     run.write_manifest(recipe=recipe.name, status="running", step="start", artifacts=[])
     try:
-        state = _start(recipe, run, dataset, built)
+        state = _start(recipe, run, dataset, built, resume)
         _train(state, resume)
         if until == "train":
             _save_model(state)
             run.write_manifest(status="complete", step="train", artifacts=state.artifacts,
                                info=state.info)
             return RunResult(run.path)
-        _run_stages(state, "model")
+        _run_model_stages(state)
         _save_model(state)
         _export(state)
         _run_stages(state, "artifact")
@@ -122,10 +137,11 @@ def _load_inputs(recipe: Recipe) -> tuple[Dataset, BuiltModel]:
     return dataset, built
 
 
-def _start(recipe: Recipe, run: RunDir, dataset: Dataset, built: BuiltModel) -> PipelineState:
+def _start(recipe: Recipe, run: RunDir, dataset: Dataset, built: BuiltModel,
+           resume: bool) -> PipelineState:
     write_text_atomic(run.path / RECIPE_FILE, recipe_to_yaml(recipe))
     write_json_atomic(run.path / CALIBRATION_FILE, dataset.calibration_manifest())
-    return PipelineState(recipe, run, dataset, built)
+    return PipelineState(recipe, run, dataset, built, resume)
 
 
 def _check_classes(built: BuiltModel, dataset: Dataset) -> None:
@@ -167,6 +183,17 @@ def _train(state: PipelineState, resume: bool) -> None:
     state.info["training"] = record
 
 
+def _run_model_stages(state: PipelineState) -> None:
+    """Run the stages that change the PyTorch model, keeping the original as the teacher."""
+    import copy
+
+    if any(get_stage(c.kind).phase == "model" for c in state.recipe.stages):
+        state.original = copy.deepcopy(state.model.module).eval()
+    _run_stages(state, "model")
+    snapshots = {v: m for v, m in state.snapshots.items() if v != state.variant}
+    state.snapshots = snapshots
+
+
 def _run_stages(state: PipelineState, phase: str) -> None:
     for config in state.recipe.stages:
         stage = get_stage(config.kind)
@@ -183,6 +210,12 @@ def model_info(state: PipelineState) -> dict[str, Any]:
             "recipe": state.recipe.name}
 
 
+def _models_to_export(state: PipelineState) -> list[tuple[str, nn.Module, str]]:
+    """(variant, module, file stem): the comparison snapshots first, then the final model."""
+    snapshots = [(variant, module, variant) for variant, module in state.snapshots.items()]
+    return [*snapshots, (state.variant, state.model.module, Path(MODEL_FILE).stem)]
+
+
 def _save_model(state: PipelineState) -> None:
     from edgevision.models import count_macs_params
     from edgevision.models.checkpoint import save_model_file
@@ -190,9 +223,11 @@ def _save_model(state: PipelineState) -> None:
     info = model_info(state)
     macs, params = count_macs_params(state.model.module, tuple(info["input_shape"]))
     state.info["model"] = {"name": state.model.name, "source": state.model.source,
-                           "macs": macs, "params": params}
-    save_model_file(state.model.module, state.run.path / MODEL_FILE, info)
-    state.add_artifact("fp32", state.run.path / MODEL_FILE)
+                           "variant": state.variant, "macs": macs, "params": params}
+    for variant, module, stem in _models_to_export(state):
+        path = state.run.path / f"{stem}.pt"
+        save_model_file(module, path, {**info, "variant": variant})
+        state.add_artifact(variant, path)
 
 
 def _export(state: PipelineState) -> None:
@@ -200,14 +235,18 @@ def _export(state: PipelineState) -> None:
 
     spec = state.recipe.export
     images = state.eval_set.first(spec.verify_images)
-    path = state.run.path / ONNX_FILE
-    log(f"exporting ONNX (opset {spec.opset}, {spec.exporter} exporter) to {path}")
-    export_onnx(state.model.module, images, path, spec, {**model_info(state), "precision": "fp32"})
-    check = verify_onnx(path, state.model.module, images, spec.atol, spec.rtol)
-    log(f"ONNX Runtime matches PyTorch on {check.images} real images "
-        f"(max |diff| {check.max_abs_diff:.2e}, top-1 agreement {100 * check.top1_agreement:.1f}%)")
-    state.info["export"] = check.to_dict()
-    state.add_artifact("fp32", path)
+    checks = {}
+    for variant, module, stem in _models_to_export(state):
+        path = state.run.path / f"{stem}.onnx"
+        log(f"exporting {variant} to ONNX (opset {spec.opset}, {spec.exporter} exporter): {path}")
+        export_onnx(module, images, path, spec,
+                    {**model_info(state), "variant": variant, "precision": "fp32"})
+        check = verify_onnx(path, module, images, spec.atol, spec.rtol)
+        log(f"ONNX Runtime matches PyTorch on {check.images} real images (max |diff| "
+            f"{check.max_abs_diff:.2e}, top-1 agreement {100 * check.top1_agreement:.1f}%)")
+        checks[variant] = check.to_dict()
+        state.add_artifact(variant, path)
+    state.info["export"] = checks
 
 
 def _benchmark(state: PipelineState) -> dict[str, Any]:

@@ -49,9 +49,38 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(devices.resolve_device(requested, torch.cuda.is_available(), "training"))
 
 
+class Objective(nn.Module):
+    """The training loss: ``forward(model, images, labels) -> (loss, logits)``.
+
+    Its own trainable parameters (distillation adapters, say) are optimised with the model's;
+    ``trainable_state_dict`` is what a checkpoint keeps of it.
+    """
+
+    def forward(self, model: nn.Module, images: torch.Tensor,
+                labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}
+
+
+class CrossEntropyObjective(Objective):
+    """Cross-entropy with optional label smoothing: plain supervised training."""
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+    def forward(self, model: nn.Module, images: torch.Tensor,
+                labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(images)
+        return self.criterion(logits, labels), logits
+
+
 def train(model: nn.Module, dataset: Dataset, spec: TrainSpec, checkpoint_dir: Path,
-          seed: int = 0, resume: bool = False) -> TrainResult:
-    """Train ``model`` in place for ``spec.epochs`` epochs on the training split.
+          seed: int = 0, resume: bool = False, objective: Objective | None = None) -> TrainResult:
+    """Train ``model`` in place for ``spec.epochs`` epochs on the training split, minimising
+    ``objective`` (cross-entropy by default).
 
     After each epoch the model, optimizer and scheduler are checkpointed atomically to
     ``checkpoint_dir/last.pt``; with ``resume`` an existing checkpoint is continued.
@@ -60,31 +89,43 @@ def train(model: nn.Module, dataset: Dataset, spec: TrainSpec, checkpoint_dir: P
 
     torch.manual_seed(seed)
     device = resolve_device(spec.device)
+    objective = objective or CrossEntropyObjective(spec.label_smoothing)
     model.to(device)
+    objective.to(device)
     loader = train_loader(dataset, seed)
     steps = min(len(loader), spec.max_steps_per_epoch or len(loader))
-    optimizer = make_optimizer(model, spec)
+    optimizer = make_optimizer(nn.ModuleList([model, objective]), spec)
     scheduler = make_scheduler(optimizer, spec, steps)
-    criterion = nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
     result = TrainResult(device=str(device))
     plan = {"epochs": spec.epochs, "steps_per_epoch": steps}
-    start = _maybe_resume(checkpoint_dir / CHECKPOINT_NAME, resume, plan, model, optimizer,
-                          scheduler, result)
+    start = _maybe_resume(checkpoint_dir / CHECKPOINT_NAME, resume, plan,
+                          _Trained(model, objective, optimizer, scheduler), result)
     val_set = dataset.val_set() if dataset.splits.val else None
     for epoch in range(start, spec.epochs):
         # re-seeded per epoch, so a resumed run shuffles exactly like an uninterrupted one
         loader.generator.manual_seed(seed + epoch)  # type: ignore[union-attr]
-        loss, top1 = _train_epoch(model, loader, steps, optimizer, scheduler, criterion, device,
-                                  f"epoch {epoch + 1}/{spec.epochs}")
+        loss, top1 = _train_epoch(_Trained(model, objective, optimizer, scheduler), loader,
+                                  steps, device, f"epoch {epoch + 1}/{spec.epochs}")
         val = evaluate_top1(model, val_set, dataset.spec.batch_size) if val_set else None
         record = EpochRecord(epoch + 1, loss, top1, val, optimizer.param_groups[0]["lr"])
         result.epochs.append(record)
         log(f"epoch {epoch + 1}: loss {loss:.4f}, train top-1 {top1:.2f}%"
             + (f", validation top-1 {val:.2f}%" if val is not None else ""))
-        _save_checkpoint(checkpoint_dir / CHECKPOINT_NAME, epoch + 1, plan, model, optimizer,
-                         scheduler, result)
+        _save_checkpoint(checkpoint_dir / CHECKPOINT_NAME, epoch + 1, plan,
+                         _Trained(model, objective, optimizer, scheduler), result)
     model.to("cpu").eval()
+    objective.to("cpu")
     return result
+
+
+@dataclass
+class _Trained:
+    """What one training run updates, and checkpoints."""
+
+    model: nn.Module
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
 
 
 def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
@@ -111,10 +152,11 @@ def make_scheduler(optimizer: torch.optim.Optimizer, spec: TrainSpec,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
-def _train_epoch(model: nn.Module, loader: Any, steps: int, optimizer: torch.optim.Optimizer,
-                 scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module,
-                 device: torch.device, title: str) -> tuple[float, float]:
+def _train_epoch(trained: _Trained, loader: Any, steps: int, device: torch.device,
+                 title: str) -> tuple[float, float]:
+    model, optimizer, scheduler = trained.model, trained.optimizer, trained.scheduler
     model.train()
+    trained.objective.train()
     total_loss, correct, seen = 0.0, 0, 0
     with progress_bar() as bar:
         task = bar.add_task(title, total=steps, status="")
@@ -122,8 +164,7 @@ def _train_epoch(model: nn.Module, loader: Any, steps: int, optimizer: torch.opt
             if step >= steps:
                 break
             images, labels = images.to(device), labels.to(device)
-            logits = model(images)
-            loss = criterion(logits, labels)
+            loss, logits = trained.objective(model, images, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -152,18 +193,19 @@ def evaluate_top1(model: nn.Module, data: EvalSet, batch_size: int) -> float:
     return 100.0 * correct / len(data)
 
 
-def _save_checkpoint(path: Path, epoch: int, plan: dict[str, int], model: nn.Module,
-                     optimizer: torch.optim.Optimizer, scheduler: Any,
+def _save_checkpoint(path: Path, epoch: int, plan: dict[str, int], trained: _Trained,
                      result: TrainResult) -> None:
-    state = {"epoch": epoch, "plan": plan, "model": model.state_dict(),
-             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+    state = {"epoch": epoch, "plan": plan, "model": trained.model.state_dict(),
+             "objective": trained.objective.trainable_state_dict(),
+             "optimizer": trained.optimizer.state_dict(),
+             "scheduler": trained.scheduler.state_dict(),
              "history": result.to_dict(), "rng": torch.get_rng_state()}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
-def _maybe_resume(path: Path, resume: bool, plan: dict[str, int], model: nn.Module,
-                  optimizer: torch.optim.Optimizer, scheduler: Any, result: TrainResult) -> int:
+def _maybe_resume(path: Path, resume: bool, plan: dict[str, int], trained: _Trained,
+                  result: TrainResult) -> int:
     if not resume or not path.is_file():
         return 0
     try:
@@ -176,9 +218,14 @@ def _maybe_resume(path: Path, resume: bool, plan: dict[str, int], model: nn.Modu
             f"{path} was written for {state.get('plan')} but the recipe now asks for {plan}; "
             "the learning-rate schedule cannot be continued — keep train.epochs (and the data "
             "size) unchanged to resume, or start over with --force")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+    try:
+        trained.model.load_state_dict(state["model"])
+        trained.objective.load_state_dict(state.get("objective", {}), strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} does not fit the model being trained "
+                              f"({first_line(exc)}); start over with --force") from None
+    trained.optimizer.load_state_dict(state["optimizer"])
+    trained.scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"])
     result.epochs = [EpochRecord(**e) for e in state["history"]["epochs"]]
     result.resumed_from_epoch = int(state["epoch"])

@@ -89,7 +89,7 @@ def test_compress_writes_a_complete_run(tiny_run: Path) -> None:
     manifest = json.loads((tiny_run / MANIFEST).read_text())
     assert manifest["status"] == "complete"
     assert [a["path"] for a in manifest["artifacts"]] == ["model.pt", "model.onnx"]
-    assert manifest["info"]["export"]["top1_agreement"] == 1.0
+    assert manifest["info"]["export"]["fp32"]["top1_agreement"] == 1.0
     assert not list(tiny_run.glob("**/*.partial"))
 
 

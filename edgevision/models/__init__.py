@@ -109,6 +109,10 @@ def _from_model_file(payload: dict[str, Any], path: Path) -> BuiltModel:
             f"{path} stores weights for {info['name']!r}, an architecture edgevision cannot "
             "rebuild by name (the run started from a whole pickled model); use its ONNX file"
         ) from None
+    if payload.get("structure"):  # pruned layers: take the saved shapes
+        from edgevision.pruning.structure import apply_structure
+
+        apply_structure(built.module, payload["structure"], payload["state_dict"])
     ckpt.load_state_dict_strict(built.module, payload["state_dict"], str(path))
     built.source = f"edgevision model file {path}"
     return built

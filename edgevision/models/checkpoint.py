@@ -94,8 +94,11 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], sou
 
 def save_model_file(model: nn.Module, path: Path, info: dict[str, Any]) -> Path:
     """Save ``model`` as an edgevision model file: ``info`` (name, num_classes, preprocessing,
-    labels) plus its state_dict, written atomically."""
-    payload = {"format": MODEL_FILE_FORMAT, "info": info,
+    labels), its layers' shape attributes (so a pruned model is rebuilt from its registry
+    architecture) and its state_dict, written atomically."""
+    from edgevision.pruning.structure import capture_structure
+
+    payload = {"format": MODEL_FILE_FORMAT, "info": info, "structure": capture_structure(model),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

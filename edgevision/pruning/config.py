@@ -1,0 +1,71 @@
+"""The ``prune`` stage's recipe section (a strict pydantic model; imports no torch)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from edgevision.pruning.importance import IMPORTANCES
+from edgevision.recipe.schema import TrainSpec
+from edgevision.stages import StageConfig
+
+
+class PruneConfig(StageConfig):
+    """Structured channel pruning: what to rank by, how much to remove, in how many steps."""
+
+    kind: Literal["prune"] = "prune"
+    importance: str = Field("l2", description="channel ranking: l1, l2, bn_scale, taylor, "
+                            "lamp, fpgm or random")
+    scope: Literal["uniform", "global"] = Field(
+        "uniform", description="uniform: every layer loses the same fraction; global: channels "
+        "ranked across layers (use with lamp or bn_scale)")
+    ratio: float | None = Field(None, description="fraction of channels to remove, in (0, 1)")
+    target_macs: float | None = Field(
+        None, description="prune until MACs ≤ this fraction of the unpruned model's, in (0, 1)")
+    steps: int = Field(1, ge=1, description="iterative schedule: prune in this many steps, "
+                       "fine-tuning between them")
+    finetune: TrainSpec = Field(default_factory=TrainSpec, description="training between steps "
+                                "(epochs 0: none)")
+    finetune_after_last: bool = Field(False, description="fine-tune after the last step too "
+                                      "(leave false when a distill stage follows)")
+    round_to: int | None = Field(8, ge=1, description="keep channel counts multiples of this")
+    ignore: list[str] = Field(default_factory=list, description="layer names whose output "
+                              "channels are kept (the classifier always is)")
+    layer_ratios: dict[str, float] = Field(default_factory=dict, description="per-layer channel "
+                                           "ratio overriding `ratio` for the named layers")
+    max_layer_ratio: float = Field(0.9, gt=0, lt=1, description="no layer loses more than "
+                                   "this fraction of its channels")
+    taylor_batches: int = Field(4, ge=1, description="labelled training batches whose gradients "
+                                "rank channels for taylor")
+    compare: bool = Field(True, description="also export and benchmark the unpruned model and "
+                          "the pruned model before any fine-tuning")
+
+    @field_validator("importance")
+    @classmethod
+    def _known_importance(cls, value: str) -> str:
+        if value not in IMPORTANCES:
+            raise ValueError(IMPORTANCES.unknown_message(value))
+        return value
+
+    @field_validator("ratio", "target_macs")
+    @classmethod
+    def _open_unit_interval(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value < 1:
+            raise ValueError(f"must be between 0 and 1 (exclusive), got {value}")
+        return value
+
+    @field_validator("layer_ratios")
+    @classmethod
+    def _layer_ratios_in_range(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, ratio in value.items():
+            if not 0 <= ratio < 1:
+                raise ValueError(f"ratio for {name!r} must be in [0, 1), got {ratio}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PruneConfig:
+        if (self.ratio is None) == (self.target_macs is None):
+            raise ValueError("give exactly one of prune.ratio (fraction of channels removed) "
+                             "or prune.target_macs (fraction of MACs kept)")
+        return self

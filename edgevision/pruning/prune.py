@@ -1,0 +1,289 @@
+"""Prune a model's channels with torch-pruning's MetaPruner, to a channel ratio or a MACs target.
+
+The dependency graph keeps residual adds, concatenations, depthwise convolutions and BatchNorm
+consistent. Before anything is removed the graph is checked for operators it cannot map (a
+channel shuffle, a channel-padding shortcut), which become a ``PruneError`` naming them; after
+every step the model must still run and give the same output shape.
+"""
+
+from __future__ import annotations
+
+import copy
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgevision.errors import PruneError, first_line
+from edgevision.progress import log
+from edgevision.pruning.config import PruneConfig
+from edgevision.pruning.importance import NEEDS_GRADIENTS, make_importance
+from edgevision.pruning.policy import named_module, pruning_roots_to_ignore
+
+#: operators whose channel mapping torch-pruning gets wrong or cannot build.
+UNSAFE_OPERATORS = ("ConstantPadNd",)
+#: bisection stops when the ratio interval is this narrow.
+RATIO_TOLERANCE = 0.002
+
+LabelledBatches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+AfterStep = Callable[[int], None]
+
+
+@dataclass
+class PruneTarget:
+    """What one pruning pass uses: a channel ratio for every layer, overridden per layer name;
+    with a MACs target, the MACs it must get below."""
+
+    ratio: float
+    layer_ratios: dict[str, float] = field(default_factory=dict)
+    macs_limit: float | None = None
+
+
+@dataclass
+class PruneResult:
+    """MACs and parameters before and after, per step, and the ratio used."""
+
+    macs_before: int
+    params_before: int
+    macs_after: int = 0
+    params_after: int = 0
+    ratio: float = 0.0
+    steps: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def macs_fraction(self) -> float:
+        return self.macs_after / self.macs_before
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "macs_fraction": self.macs_fraction}
+
+
+def prune_model(model: nn.Module, config: PruneConfig, example_input: torch.Tensor,
+                architecture: str | None = None, *,
+                labelled_batches: LabelledBatches | None = None,
+                after_step: AfterStep | None = None) -> PruneResult:
+    """Prune ``model`` in place as ``config`` says; ``after_step(k)`` runs after step k (for
+    fine-tuning). ``labelled_batches`` yields training batches for gradient-based criteria."""
+    if config.importance in NEEDS_GRADIENTS and labelled_batches is None:
+        raise PruneError(f"importance {config.importance!r} needs labelled training batches")
+    model.eval()
+    macs, params = _count(model, example_input)
+    result = PruneResult(macs, params)
+    output_shape = _output_shape(model, example_input)
+    ignored = pruning_roots_to_ignore(model, architecture, config.ignore)
+    roots = check_prunable(model, example_input, ignored)
+    gradients = labelled_batches if config.importance in NEEDS_GRADIENTS else None
+    search = _Search(model, config, example_input, ignored, roots, gradients, macs)
+    if config.ratio is not None:
+        target = PruneTarget(config.ratio, dict(config.layer_ratios))
+    else:
+        target = search.target_for(config.target_macs * macs)  # type: ignore[operator]
+    result.ratio = target.ratio
+    pruner = _pruner(model, config, example_input, ignored, target, config.steps)
+    for step in range(1, config.steps + 1):
+        _prepare_gradients(model, gradients)
+        pruner.step()
+        model.zero_grad(set_to_none=True)
+        if step == config.steps and target.macs_limit is not None:
+            search.meet_limit(target.macs_limit)
+        _check_runs(model, example_input, output_shape, f"after pruning step {step}")
+        step_macs, step_params = _count(model, example_input)
+        result.steps.append({"step": step, "macs": step_macs, "params": step_params})
+        log(f"pruning step {step}/{config.steps}: MACs {step_macs / 1e6:.1f}M "
+            f"({100 * step_macs / macs:.1f}% of {macs / 1e6:.1f}M), params "
+            f"{step_params / 1e6:.3f}M")
+        if after_step is not None:
+            after_step(step)
+    result.macs_after, result.params_after = _count(model, example_input)
+    return result
+
+
+def check_prunable(model: nn.Module, example_input: torch.Tensor,
+                   ignored: list[nn.Module]) -> list[str]:
+    """The names of the layers that root a pruning group. Raises ``PruneError`` naming the
+    operator when the dependency graph cannot be built, or when a group to be pruned passes
+    through an operator it maps wrongly."""
+    graph = _dependency_graph(model, example_input)
+    skip = [m for layer in ignored for m in layer.modules()]
+    roots = []
+    for group in graph.get_all_groups(ignored_layers=skip,
+                                      root_module_types=[nn.modules.conv._ConvNd, nn.Linear]):
+        root = graph._module2name.get(next(iter(group))[0].target.module, "?")
+        roots.append(root)
+        for dep, _ in group:
+            operator = str(dep.target.module)
+            if any(unsafe in operator for unsafe in UNSAFE_OPERATORS):
+                raise PruneError(
+                    f"cannot prune layer {root!r} safely: its channels reach {operator}, a "
+                    "channel padding torch-pruning cannot map (e.g. an option-A shortcut); add "
+                    f"{root!r} to prune.ignore")
+    if not roots:
+        raise PruneError(f"{type(model).__name__} has no layer left to prune (every "
+                         "convolution and linear layer is ignored)")
+    return roots
+
+
+def _dependency_graph(model: nn.Module, example_input: torch.Tensor) -> Any:
+    import torch_pruning as tp
+
+    try:
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+    except Exception as exc:  # torch-pruning raises plain errors from deep inside
+        raise PruneError(f"torch-pruning cannot trace {type(model).__name__}'s channel "
+                         f"dependencies: {_failure_site(exc)}") from None
+
+
+def _failure_site(exc: BaseException) -> str:
+    """The operator (graph node) and torch-pruning function a failure happened in."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "torch_pruning" in f.filename]
+    node = None
+    tb = exc.__traceback__
+    while tb is not None:
+        node = tb.tb_frame.f_locals.get("node", node)
+        tb = tb.tb_next
+    where = f" in {frames[-1].name}" if frames else ""
+    at = f" at operator {node.name}" if node is not None and hasattr(node, "name") else ""
+    hint = " (a reshape that mixes channels, e.g. a channel shuffle)" \
+        if "reshape" in where else ""
+    return f"{type(exc).__name__}{where}{at}{hint}: {first_line(exc)}"
+
+
+def _pruner(model: nn.Module, config: PruneConfig, example_input: torch.Tensor,
+            ignored: list[nn.Module], target: PruneTarget, steps: int) -> Any:
+    layer_ratios = {named_module(model, name, "prune.layer_ratios"): value
+                    for name, value in target.layer_ratios.items()}
+    try:
+        return _pruner_class()(
+            model, example_input, importance=make_importance(config.importance),
+            global_pruning=config.scope == "global", pruning_ratio=target.ratio,
+            pruning_ratio_dict=layer_ratios or None, max_pruning_ratio=config.max_layer_ratio,
+            iterative_steps=steps, ignored_layers=ignored, round_to=config.round_to)
+    except Exception as exc:
+        raise PruneError(f"torch-pruning cannot prune {type(model).__name__}: "
+                         f"{_failure_site(exc)}") from None
+
+
+def _pruner_class() -> type:
+    """torch-pruning's MetaPruner, except that channel counts are rounded to the nearest
+    multiple of ``round_to`` and never to zero (MetaPruner rounds down and then skips a layer
+    rounded to zero, so more pruning could remove fewer MACs, breaking the MACs search)."""
+    import torch_pruning as tp
+
+    class RoundingPruner(tp.pruner.MetaPruner):  # type: ignore[misc]
+        def _round_to(self, n_pruned: int, current_channels: int, round_to: int) -> int:
+            kept = round((current_channels - n_pruned) / round_to) * round_to
+            kept = min(max(kept, min(round_to, current_channels)), current_channels)
+            return current_channels - kept
+
+    return RoundingPruner
+
+
+class _Search:
+    """Finds the pruning that brings MACs just below a limit, by bisection on trial copies."""
+
+    def __init__(self, model: nn.Module, config: PruneConfig, example_input: torch.Tensor,
+                 ignored: list[nn.Module], roots: list[str], gradients: LabelledBatches | None,
+                 original_macs: int) -> None:
+        self.model, self.config, self.example_input = model, config, example_input
+        self.ignored, self.roots, self.gradients = ignored, roots, gradients
+        self.original_macs = original_macs
+
+    def target_for(self, limit: float) -> PruneTarget:
+        """The smallest uniform ratio reaching ``limit``; in uniform scope, then the fewest
+        layers (in network order) taken to that ratio, the others kept at the next lower
+        ratio, since rounding channel counts makes MACs fall in steps."""
+        _prepare_gradients(self.model, self.gradients)
+        high = self.config.max_layer_ratio
+        smallest = self.macs(PruneTarget(high, dict(self.config.layer_ratios)))
+        if smallest > limit:
+            raise PruneError(
+                f"prune.target_macs {limit / self.original_macs:.3f} cannot be met: the "
+                f"smallest reachable is {smallest / self.original_macs:.3f} of the MACs (every "
+                f"prunable layer at max_layer_ratio {high}; the classifier, ignored layers and "
+                "unprunable layers keep theirs)")
+        low = 0.0
+        while high - low > RATIO_TOLERANCE:
+            middle = (low + high) / 2
+            if self.macs(PruneTarget(middle, dict(self.config.layer_ratios))) <= limit:
+                high = middle
+            else:
+                low = middle
+        target = PruneTarget(high, dict(self.config.layer_ratios), limit)
+        if self.config.scope == "uniform":
+            target = self._fewest_layers_at(high, low, limit)
+        self.model.zero_grad(set_to_none=True)
+        log(f"channel ratio {target.ratio:.3f} ({len(target.layer_ratios)} layers at "
+            f"{high:.3f}) reaches the MACs target")
+        return target
+
+    def _fewest_layers_at(self, high: float, low: float, limit: float) -> PruneTarget:
+        candidates = [r for r in self.roots if r not in self.config.layer_ratios]
+
+        def target(count: int) -> PruneTarget:
+            stepped = {name: high for name in candidates[:count]}
+            return PruneTarget(low, {**stepped, **self.config.layer_ratios}, limit)
+
+        fewest, most = 0, len(candidates)
+        while fewest < most:
+            middle = (fewest + most) // 2
+            if self.macs(target(middle)) <= limit:
+                most = middle
+            else:
+                fewest = middle + 1
+        return target(most)
+
+    def meet_limit(self, limit: float) -> None:
+        """After an iterative schedule (whose rankings shift), prune a little more if needed."""
+        if _count(self.model, self.example_input)[0] <= limit:
+            return
+        extra = self.target_for(limit)
+        _prepare_gradients(self.model, self.gradients)
+        _pruner(self.model, self.config, self.example_input, self.ignored, extra, 1).step()
+        self.model.zero_grad(set_to_none=True)
+
+    def macs(self, target: PruneTarget) -> int:
+        """MACs after one-shot pruning a copy of the model to ``target``."""
+        trial = copy.deepcopy(self.model)
+        for source, copied in zip(self.model.parameters(), trial.parameters(), strict=True):
+            copied.grad = None if source.grad is None else source.grad.clone()  # for taylor
+        by_id = {id(m): i for i, m in enumerate(self.model.modules())}
+        trial_modules = list(trial.modules())
+        trial_ignored = [trial_modules[by_id[id(m)]] for m in self.ignored]
+        _pruner(trial, self.config, self.example_input, trial_ignored, target, 1).step()
+        return _count(trial, self.example_input)[0]
+
+
+def _prepare_gradients(model: nn.Module, gradients: LabelledBatches | None) -> None:
+    """Accumulate the loss gradients gradient-based criteria rank channels by."""
+    if gradients is None:
+        return
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    for images, labels in gradients():
+        nn.functional.cross_entropy(model(images), labels).backward()
+
+
+def _check_runs(model: nn.Module, example_input: torch.Tensor, shape: torch.Size,
+                when: str) -> None:
+    try:
+        got = _output_shape(model, example_input)
+    except RuntimeError as exc:
+        raise PruneError(f"the pruned model no longer runs {when}: {first_line(exc)}") from None
+    if got != shape:
+        raise PruneError(f"the pruned model's output shape changed {when}: {tuple(shape)} → "
+                         f"{tuple(got)}")
+
+
+@torch.no_grad()
+def _output_shape(model: nn.Module, example_input: torch.Tensor) -> torch.Size:
+    model.eval()
+    return model(example_input).shape
+
+
+def _count(model: nn.Module, example_input: torch.Tensor) -> tuple[int, int]:
+    from edgevision.models import count_macs_params
+
+    return count_macs_params(model, tuple(example_input.shape[1:]))
