@@ -38,7 +38,8 @@ def pretrained_resnet20(resnet20_checkpoint: Path) -> torch.nn.Module:
 def test_resnet20_to_half_the_macs(pretrained_resnet20: torch.nn.Module, importance: str,
                                    tmp_path: Path) -> None:
     """The pretrained ResNet-20 pruned to 50% of its MACs: MACs within 5% below the target,
-    same output shape, only block-inner channels pruned, exports to ONNX that matches."""
+    same output shape, residual stream pruned consistently (through the exact selection
+    shortcuts), exports to ONNX that matches."""
     model = pretrained_resnet20
     macs_before, _ = count_macs_params(model, (3, 32, 32))
     config = PruneConfig(target_macs=0.5, importance=importance)
@@ -47,13 +48,15 @@ def test_resnet20_to_half_the_macs(pretrained_resnet20: torch.nn.Module, importa
     macs_after, _ = count_macs_params(model, (3, 32, 32))
     assert result.macs_before == macs_before and result.macs_after == macs_after
     assert 0.475 * macs_before <= macs_after <= 0.5 * macs_before
+    assert result.architecture == "cifar_resnet20_conv_shortcut"
     assert model(EXAMPLE).shape == (1, 10)
     blocks = [m for m in model.modules() if isinstance(m, BasicBlock)]
-    widths = [b.conv2.out_channels for b in blocks]
-    assert widths == [16] * 3 + [32] * 3 + [64] * 3  # the residual stream is untouched
-    inner = [b.conv1.out_channels for b in blocks]
-    assert all(c % 8 == 0 and c > 0 for c in inner)
-    assert sum(inner) < sum(widths)
+    for stage in (blocks[0:3], blocks[3:6], blocks[6:9]):  # one residual width per stage
+        assert len({b.conv2.out_channels for b in stage}) == 1
+        assert all(b.conv1.in_channels == stage[0].conv2.out_channels for b in stage[1:])
+    widths = [b.conv1.out_channels for b in blocks] + [b.conv2.out_channels for b in blocks]
+    assert all(c % 8 == 0 and c > 0 for c in widths)
+    assert sum(widths) < 2 * (3 * 16 + 3 * 32 + 3 * 64)
     images = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
     path = export_onnx(model, images, tmp_path / "pruned.onnx", ExportSpec(exporter="torchscript"),
                        {"name": "cifar_resnet20"})
@@ -69,6 +72,7 @@ def test_iterative_steps_reach_the_ratio() -> None:
     macs = [s["macs"] for s in result.steps]
     assert macs[0] > macs[1] > macs[2]
     assert [b.conv1.out_channels for b in model.layer3] == [32] * 3
+    assert model.layer3[0].conv2.out_channels == 32
 
 
 def test_global_scope_and_layer_overrides() -> None:
@@ -79,6 +83,7 @@ def test_global_scope_and_layer_overrides() -> None:
     assert model.layer3[0].conv1.out_channels == 16
     assert model.layer1[0].conv1.out_channels == 16  # ignored
     assert model.layer3[1].conv1.out_channels == 40  # 64 · 0.6 = 38.4 → nearest multiple of 8
+    assert model.layer1[0].conv2.out_channels == 8  # the residual stream: 16 · 0.6 → 8
     global_model = cifar_resnet(20)
     prune_model(global_model, PruneConfig(ratio=0.5, scope="global", importance="lamp"),
                 EXAMPLE, "cifar_resnet20")
@@ -90,15 +95,16 @@ def test_pruned_model_file_round_trip(pretrained_resnet20: torch.nn.Module,
     """A pruned model saved as an edgevision model file reloads (from its registry name and
     the saved shapes, without pickled objects) and gives identical outputs."""
     model = pretrained_resnet20
-    prune_model(model, PruneConfig(ratio=0.5), EXAMPLE, "cifar_resnet20")
-    path = save_model_file(model, tmp_path / "pruned.pt", {"name": "cifar_resnet20",
+    result = prune_model(model, PruneConfig(ratio=0.5), EXAMPLE, "cifar_resnet20")
+    path = save_model_file(model, tmp_path / "pruned.pt", {"name": result.architecture,
                                                            "num_classes": 10})
     loaded, info = load_model_file(path)
-    assert info["name"] == "cifar_resnet20"
+    assert info["name"] == "cifar_resnet20_conv_shortcut"
     images = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded.module.eval()(images), model.eval()(images))
     assert loaded.module.layer2[1].conv1.out_channels == 16
+    assert loaded.name == "cifar_resnet20_conv_shortcut"
 
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "mobilenet_v3_small",
@@ -124,8 +130,20 @@ def test_shufflenet_fails_naming_the_operator() -> None:
         prune_model(model, PruneConfig(ratio=0.3), EXAMPLE, "shufflenet_v2_x0_5")
 
 
+def test_selection_shortcut_is_exact(pretrained_resnet20: torch.nn.Module) -> None:
+    import copy
+
+    from edgevision.models.cifar_resnet import convert_pad_shortcuts
+
+    converted = copy.deepcopy(pretrained_resnet20)
+    assert convert_pad_shortcuts(converted) == 2
+    images = torch.randn(8, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(converted(images), pretrained_resnet20(images))
+
+
 def test_option_a_padding_is_refused_outside_the_policy() -> None:
-    """Without the CIFAR-ResNet policy the residual channels reach the zero-padding shortcut;
+    """Without the CIFAR-ResNet rewrite the residual channels reach the zero-padding shortcut;
     pruning them would silently misalign channels, so it is refused, naming the layer."""
     with pytest.raises(PruneError, match=r"'conv1'.*ConstantPadNd"):
         prune_model(cifar_resnet(20), PruneConfig(ratio=0.5), EXAMPLE, architecture=None)

@@ -17,7 +17,7 @@ from torch import nn
 
 from edgevision.errors import CheckpointError, UnknownNameError
 from edgevision.models import checkpoint as ckpt
-from edgevision.models.cifar_resnet import DEPTHS, cifar_resnet
+from edgevision.models.cifar_resnet import CONV_SHORTCUT_SUFFIX, DEPTHS, Shortcut, cifar_resnet
 from edgevision.recipe.schema import ModelSpec
 from edgevision.registry import Registry
 
@@ -28,15 +28,17 @@ MODELS: Registry[Builder] = Registry("model", hint="see `edgevision list models`
 
 
 
-def _cifar_builder(depth: int) -> Builder:
+def _cifar_builder(depth: int, shortcut: Shortcut) -> Builder:
     def build(num_classes: int) -> nn.Module:
-        return cifar_resnet(depth, num_classes)
+        return cifar_resnet(depth, num_classes, shortcut)
 
     return build
 
 
 for _depth in DEPTHS:
-    MODELS.register(f"cifar_resnet{_depth}")(_cifar_builder(_depth))
+    MODELS.register(f"cifar_resnet{_depth}")(_cifar_builder(_depth, "pad"))
+    # the same network with exact 1x1 selection convolutions as shortcuts (what pruning makes)
+    MODELS.register(f"cifar_resnet{_depth}{CONV_SHORTCUT_SUFFIX}")(_cifar_builder(_depth, "conv"))
 
 
 @dataclass

@@ -1,10 +1,12 @@
 """Which layers may be pruned, per architecture.
 
-By default every convolution and linear layer is a root of pruning except the classifier (the
-last ``nn.Linear``), whose outputs are the classes. The CIFAR ResNets with "option A" shortcuts
-zero-pad the residual stream's channels between stages, which torch-pruning's dependency graph
-cannot map; for them only the channels inside each block (``conv1``'s outputs, hence ``bn1`` and
-``conv2``'s inputs) are pruned, and the residual stream keeps its 16/32/64 channels.
+Every convolution and linear layer is a root of pruning except the classifier (the last
+``nn.Linear``), whose outputs are the classes. The CIFAR ResNets' "option A" shortcuts zero-pad
+the residual stream's channels between stages, which torch-pruning's dependency graph cannot map
+(it would treat the padding as element-wise and misalign channels). ``prepare_for_pruning``
+therefore first replaces each padding shortcut with the 1x1 stride-2 convolution that computes
+exactly the same thing (a 0/1 selection matrix); then the residual stream's channels are pruned
+consistently across blocks and stages like any other.
 """
 
 from __future__ import annotations
@@ -12,14 +14,28 @@ from __future__ import annotations
 from torch import nn
 
 from edgevision.errors import PruneError
+from edgevision.progress import log
 from edgevision.registry import suggest
 
 
-def pruning_roots_to_ignore(model: nn.Module, architecture: str | None,
-                            ignore: list[str]) -> list[nn.Module]:
-    """Layers whose output channels are kept: the policy's and the recipe's ``ignore`` names."""
-    ignored = _policy_ignored(model, architecture)
-    return ignored + [named_module(model, name, "prune.ignore") for name in ignore]
+def prepare_for_pruning(model: nn.Module, architecture: str | None) -> str | None:
+    """Rewrite, exactly, what torch-pruning cannot map; return the architecture's registry name
+    afterwards (so a saved pruned model can be rebuilt)."""
+    from edgevision.models.cifar_resnet import CONV_SHORTCUT_SUFFIX, convert_pad_shortcuts
+
+    if architecture and architecture.startswith("cifar_resnet") \
+            and not architecture.endswith(CONV_SHORTCUT_SUFFIX):
+        replaced = convert_pad_shortcuts(model)
+        if replaced:
+            log(f"replaced {replaced} zero-padding shortcuts with equivalent 1x1 selection "
+                "convolutions so the residual channels can be pruned")
+            return architecture + CONV_SHORTCUT_SUFFIX
+    return architecture
+
+
+def pruning_roots_to_ignore(model: nn.Module, ignore: list[str]) -> list[nn.Module]:
+    """Layers whose output channels are kept: the classifier and the recipe's ``ignore``."""
+    return _classifier(model) + [named_module(model, name, "prune.ignore") for name in ignore]
 
 
 def named_module(model: nn.Module, name: str, where: str) -> nn.Module:
@@ -32,20 +48,6 @@ def named_module(model: nn.Module, name: str, where: str) -> nn.Module:
     return modules[name]
 
 
-def _policy_ignored(model: nn.Module, architecture: str | None) -> list[nn.Module]:
-    if architecture and architecture.startswith("cifar_resnet"):
-        return _cifar_resnet_ignored(model)
-    return _classifier(model)
-
-
 def _classifier(model: nn.Module) -> list[nn.Module]:
     linears: list[nn.Module] = [m for m in model.modules() if isinstance(m, nn.Linear)]
     return linears[-1:]
-
-
-def _cifar_resnet_ignored(model: nn.Module) -> list[nn.Module]:
-    from edgevision.models.cifar_resnet import BasicBlock
-
-    inner = {id(block.conv1) for block in model.modules() if isinstance(block, BasicBlock)}
-    return [m for m in model.modules()
-            if isinstance(m, nn.Conv2d | nn.Linear) and id(m) not in inner]

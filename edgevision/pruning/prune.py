@@ -21,7 +21,11 @@ from edgevision.errors import PruneError, first_line
 from edgevision.progress import log
 from edgevision.pruning.config import PruneConfig
 from edgevision.pruning.importance import NEEDS_GRADIENTS, make_importance
-from edgevision.pruning.policy import named_module, pruning_roots_to_ignore
+from edgevision.pruning.policy import (
+    named_module,
+    prepare_for_pruning,
+    pruning_roots_to_ignore,
+)
 
 #: operators whose channel mapping torch-pruning gets wrong or cannot build.
 UNSAFE_OPERATORS = ("ConstantPadNd",)
@@ -48,6 +52,7 @@ class PruneResult:
 
     macs_before: int
     params_before: int
+    architecture: str | None = None
     macs_after: int = 0
     params_after: int = 0
     ratio: float = 0.0
@@ -66,14 +71,17 @@ def prune_model(model: nn.Module, config: PruneConfig, example_input: torch.Tens
                 labelled_batches: LabelledBatches | None = None,
                 after_step: AfterStep | None = None) -> PruneResult:
     """Prune ``model`` in place as ``config`` says; ``after_step(k)`` runs after step k (for
-    fine-tuning). ``labelled_batches`` yields training batches for gradient-based criteria."""
+    fine-tuning). ``labelled_batches`` yields training batches for gradient-based criteria.
+    ``architecture`` (the registry name) selects exact rewrites done first (CIFAR ResNets'
+    padding shortcuts); ``PruneResult.architecture`` is the name the model has afterwards."""
     if config.importance in NEEDS_GRADIENTS and labelled_batches is None:
         raise PruneError(f"importance {config.importance!r} needs labelled training batches")
     model.eval()
-    macs, params = _count(model, example_input)
-    result = PruneResult(macs, params)
     output_shape = _output_shape(model, example_input)
-    ignored = pruning_roots_to_ignore(model, architecture, config.ignore)
+    macs, params = _count(model, example_input)  # the targets refer to the model as given
+    architecture = prepare_for_pruning(model, architecture)
+    result = PruneResult(macs, params, architecture)
+    ignored = pruning_roots_to_ignore(model, config.ignore)
     roots = check_prunable(model, example_input, ignored)
     gradients = labelled_batches if config.importance in NEEDS_GRADIENTS else None
     search = _Search(model, config, example_input, ignored, roots, gradients, macs)

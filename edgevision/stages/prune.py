@@ -18,11 +18,15 @@ def run_prune(config: PruneConfig, state: PipelineState) -> None:
     import torch
 
     from edgevision.data.loaders import train_loader
+    from edgevision.pruning.policy import prepare_for_pruning
     from edgevision.pruning.prune import prune_model
     from edgevision.training import train
 
     model = state.model.module
     example = torch.from_numpy(state.eval_set.first(1))
+    # exact rewrites first, so the unpruned snapshot is the same function with the pruned
+    # model's architecture (the default teacher, state.original, is left as it was)
+    state.model.name = prepare_for_pruning(model, state.model.name) or state.model.name
     if config.compare:
         state.add_snapshot("unpruned", model)
     batches: list[tuple[torch.Tensor, torch.Tensor]] = []
