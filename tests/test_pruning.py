@@ -174,3 +174,33 @@ def test_bad_prune_configs(entry: dict[str, object], message: str) -> None:
     with pytest.raises(RecipeError) as info:
         parse_stages([entry])
     assert message in str(info.value)
+
+
+def test_latency_target_search() -> None:
+    """The latency search with a deterministic stand-in for the timer (milliseconds
+    proportional to MACs), so the test checks the search, not this machine's noise."""
+    model = cifar_resnet(20)
+    full, _ = count_macs_params(model, (3, 32, 32))
+
+    def fake_ms(module: torch.nn.Module) -> float:
+        return 10.0 * count_macs_params(module, (3, 32, 32))[0] / full
+
+    result = prune_model(model, PruneConfig(target_latency_ms=6.0), EXAMPLE, "cifar_resnet20",
+                         latency_of=fake_ms)
+    # no layer-by-layer refinement for noisy latencies: the first ratio under the limit
+    assert 3.0 <= fake_ms(model) <= 6.0
+    assert result.macs_fraction <= 0.6
+    with pytest.raises(PruneError, match=r"target_latency_ms \(0\.50 ms\) cannot be met: the "
+                                         r"smallest reachable is \d+\.\d\d ms"):
+        prune_model(cifar_resnet(20), PruneConfig(target_latency_ms=0.5), EXAMPLE,
+                    "cifar_resnet20", latency_of=fake_ms)
+
+
+def test_latency_target_through_onnxruntime(tiny_recipe, tmp_path: Path) -> None:
+    """A latency target in a recipe is measured on real images through ONNX Runtime; one no
+    pruning can reach fails with the fastest latency reachable."""
+    from tests.test_cli import assert_one_line_error, invoke
+
+    recipe = tiny_recipe(stages=[{"kind": "prune", "target_latency_ms": 0.001}])
+    code, output = invoke("compress", str(recipe), "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, output, "prune.target_latency_ms (0.00 ms) cannot be met")

@@ -23,6 +23,11 @@ class PruneConfig(StageConfig):
     ratio: float | None = Field(None, description="fraction of channels to remove, in (0, 1)")
     target_macs: float | None = Field(
         None, description="prune until MACs ≤ this fraction of the unpruned model's, in (0, 1)")
+    target_latency_ms: float | None = Field(
+        None, gt=0, description="prune until the p50 latency on latency_backend at "
+        "latency_batch is ≤ this (measured on this machine, so noisy)")
+    latency_backend: str = Field("onnxruntime", description="backend timing the latency target")
+    latency_batch: int = Field(1, ge=1, description="batch size of the latency target")
     steps: int = Field(1, ge=1, description="iterative schedule: prune in this many steps, "
                        "fine-tuning between them")
     finetune: TrainSpec = Field(default_factory=TrainSpec, description="training between steps "
@@ -63,9 +68,20 @@ class PruneConfig(StageConfig):
                 raise ValueError(f"ratio for {name!r} must be in [0, 1), got {ratio}")
         return value
 
+    @field_validator("latency_backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from edgevision.backends import BACKENDS
+
+        BACKENDS.get(value)  # raises with close-name suggestions
+        return value
+
     @model_validator(mode="after")
     def _one_target(self) -> PruneConfig:
-        if (self.ratio is None) == (self.target_macs is None):
-            raise ValueError("give exactly one of prune.ratio (fraction of channels removed) "
-                             "or prune.target_macs (fraction of MACs kept)")
+        given = [v for v in (self.ratio, self.target_macs, self.target_latency_ms)
+                 if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of prune.ratio (fraction of channels removed), "
+                             "prune.target_macs (fraction of MACs kept) or "
+                             "prune.target_latency_ms")
         return self

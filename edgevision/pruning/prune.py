@@ -34,16 +34,27 @@ RATIO_TOLERANCE = 0.002
 
 LabelledBatches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 AfterStep = Callable[[int], None]
+LatencyOf = Callable[[nn.Module], float]
 
 
 @dataclass
 class PruneTarget:
     """What one pruning pass uses: a channel ratio for every layer, overridden per layer name;
-    with a MACs target, the MACs it must get below."""
+    with a MACs or latency target, the cost it must get below."""
 
     ratio: float
     layer_ratios: dict[str, float] = field(default_factory=dict)
-    macs_limit: float | None = None
+    limit: float | None = None
+
+
+@dataclass(frozen=True)
+class _Cost:
+    """What a target limits: its recipe key, how to measure a model, how to print a value."""
+
+    key: str
+    measure: Callable[[nn.Module], float]
+    describe: Callable[[float], str]
+    exact: bool  # deterministic (MACs), so worth the layer-by-layer refinement
 
 
 @dataclass
@@ -69,13 +80,17 @@ class PruneResult:
 def prune_model(model: nn.Module, config: PruneConfig, example_input: torch.Tensor,
                 architecture: str | None = None, *,
                 labelled_batches: LabelledBatches | None = None,
-                after_step: AfterStep | None = None) -> PruneResult:
+                after_step: AfterStep | None = None,
+                latency_of: LatencyOf | None = None) -> PruneResult:
     """Prune ``model`` in place as ``config`` says; ``after_step(k)`` runs after step k (for
-    fine-tuning). ``labelled_batches`` yields training batches for gradient-based criteria.
+    fine-tuning). ``labelled_batches`` yields training batches for gradient-based criteria;
+    ``latency_of(model)`` measures milliseconds, for a latency target.
     ``architecture`` (the registry name) selects exact rewrites done first (CIFAR ResNets'
     padding shortcuts); ``PruneResult.architecture`` is the name the model has afterwards."""
     if config.importance in NEEDS_GRADIENTS and labelled_batches is None:
         raise PruneError(f"importance {config.importance!r} needs labelled training batches")
+    if config.target_latency_ms is not None and latency_of is None:
+        raise PruneError("prune.target_latency_ms needs a way to measure latency")
     model.eval()
     output_shape = _output_shape(model, example_input)
     macs, params = _count(model, example_input)  # the targets refer to the model as given
@@ -84,19 +99,21 @@ def prune_model(model: nn.Module, config: PruneConfig, example_input: torch.Tens
     ignored = pruning_roots_to_ignore(model, config.ignore)
     roots = check_prunable(model, example_input, ignored)
     gradients = labelled_batches if config.importance in NEEDS_GRADIENTS else None
-    search = _Search(model, config, example_input, ignored, roots, gradients, macs)
+    search: _Search | None = None
     if config.ratio is not None:
         target = PruneTarget(config.ratio, dict(config.layer_ratios))
     else:
-        target = search.target_for(config.target_macs * macs)  # type: ignore[operator]
+        cost, limit = _cost(config, example_input, macs, latency_of)
+        search = _Search(model, config, example_input, ignored, roots, gradients, cost)
+        target = search.target_for(limit)
     result.ratio = target.ratio
     pruner = _pruner(model, config, example_input, ignored, target, config.steps)
     for step in range(1, config.steps + 1):
         _prepare_gradients(model, gradients)
         pruner.step()
         model.zero_grad(set_to_none=True)
-        if step == config.steps and target.macs_limit is not None:
-            search.meet_limit(target.macs_limit)
+        if step == config.steps and search is not None and target.limit is not None:
+            search.meet_limit(target.limit)
         _check_runs(model, example_input, output_shape, f"after pruning step {step}")
         step_macs, step_params = _count(model, example_input)
         result.steps.append({"step": step, "macs": step_macs, "params": step_params})
@@ -189,42 +206,56 @@ def _pruner_class() -> type:
     return RoundingPruner
 
 
+def _cost(config: PruneConfig, example_input: torch.Tensor, original_macs: int,
+          latency_of: LatencyOf | None) -> tuple[_Cost, float]:
+    """The cost a target limits, and the limit."""
+    if config.target_latency_ms is not None and latency_of is not None:
+        return _Cost("target_latency_ms", latency_of, lambda ms: f"{ms:.2f} ms",
+                     exact=False), config.target_latency_ms
+    cost = _Cost("target_macs", lambda m: float(_count(m, example_input)[0]),
+                 lambda macs: f"{macs / original_macs:.3f} of the MACs", exact=True)
+    return cost, config.target_macs * original_macs  # type: ignore[operator]
+
+
 class _Search:
-    """Finds the pruning that brings MACs just below a limit, by bisection on trial copies."""
+    """Finds the pruning that brings a cost (MACs, latency) just below a limit, by bisection on
+    pruned trial copies."""
 
     def __init__(self, model: nn.Module, config: PruneConfig, example_input: torch.Tensor,
                  ignored: list[nn.Module], roots: list[str], gradients: LabelledBatches | None,
-                 original_macs: int) -> None:
+                 cost: _Cost) -> None:
         self.model, self.config, self.example_input = model, config, example_input
         self.ignored, self.roots, self.gradients = ignored, roots, gradients
-        self.original_macs = original_macs
+        self.cost = cost
 
     def target_for(self, limit: float) -> PruneTarget:
-        """The smallest uniform ratio reaching ``limit``; in uniform scope, then the fewest
-        layers (in network order) taken to that ratio, the others kept at the next lower
+        """The smallest uniform ratio reaching ``limit``; for MACs in uniform scope, then the
+        fewest layers (in network order) taken to that ratio, the others kept at the next lower
         ratio, since rounding channel counts makes MACs fall in steps."""
         _prepare_gradients(self.model, self.gradients)
         high = self.config.max_layer_ratio
-        smallest = self.macs(PruneTarget(high, dict(self.config.layer_ratios)))
+        smallest = self.trial_cost(PruneTarget(high, dict(self.config.layer_ratios)))
         if smallest > limit:
+            describe = self.cost.describe
             raise PruneError(
-                f"prune.target_macs {limit / self.original_macs:.3f} cannot be met: the "
-                f"smallest reachable is {smallest / self.original_macs:.3f} of the MACs (every "
-                f"prunable layer at max_layer_ratio {high}; the classifier, ignored layers and "
-                "unprunable layers keep theirs)")
+                f"prune.{self.cost.key} ({describe(limit)}) cannot be met: the smallest "
+                f"reachable is {describe(smallest)} (every prunable layer at max_layer_ratio "
+                f"{high}; the classifier, ignored layers and unprunable layers keep theirs)")
         low = 0.0
         while high - low > RATIO_TOLERANCE:
             middle = (low + high) / 2
-            if self.macs(PruneTarget(middle, dict(self.config.layer_ratios))) <= limit:
+            if self.trial_cost(PruneTarget(middle, dict(self.config.layer_ratios))) <= limit:
                 high = middle
             else:
                 low = middle
         target = PruneTarget(high, dict(self.config.layer_ratios), limit)
-        if self.config.scope == "uniform":
+        if self.config.scope == "uniform" and self.cost.exact:
             target = self._fewest_layers_at(high, low, limit)
         self.model.zero_grad(set_to_none=True)
-        log(f"channel ratio {target.ratio:.3f} ({len(target.layer_ratios)} layers at "
-            f"{high:.3f}) reaches the MACs target")
+        stepped = len(target.layer_ratios) - len(self.config.layer_ratios)
+        log(f"channel ratio {target.ratio:.3f}"
+            + (f" ({stepped} layers at {high:.3f})" if stepped else "")
+            + f" reaches prune.{self.cost.key}")
         return target
 
     def _fewest_layers_at(self, high: float, low: float, limit: float) -> PruneTarget:
@@ -237,7 +268,7 @@ class _Search:
         fewest, most = 0, len(candidates)
         while fewest < most:
             middle = (fewest + most) // 2
-            if self.macs(target(middle)) <= limit:
+            if self.trial_cost(target(middle)) <= limit:
                 most = middle
             else:
                 fewest = middle + 1
@@ -245,15 +276,15 @@ class _Search:
 
     def meet_limit(self, limit: float) -> None:
         """After an iterative schedule (whose rankings shift), prune a little more if needed."""
-        if _count(self.model, self.example_input)[0] <= limit:
+        if self.cost.measure(self.model) <= limit:
             return
         extra = self.target_for(limit)
         _prepare_gradients(self.model, self.gradients)
         _pruner(self.model, self.config, self.example_input, self.ignored, extra, 1).step()
         self.model.zero_grad(set_to_none=True)
 
-    def macs(self, target: PruneTarget) -> int:
-        """MACs after one-shot pruning a copy of the model to ``target``."""
+    def trial_cost(self, target: PruneTarget) -> float:
+        """The cost after one-shot pruning a copy of the model to ``target``."""
         trial = copy.deepcopy(self.model)
         for source, copied in zip(self.model.parameters(), trial.parameters(), strict=True):
             copied.grad = None if source.grad is None else source.grad.clone()  # for taylor
@@ -261,7 +292,7 @@ class _Search:
         trial_modules = list(trial.modules())
         trial_ignored = [trial_modules[by_id[id(m)]] for m in self.ignored]
         _pruner(trial, self.config, self.example_input, trial_ignored, target, 1).step()
-        return _count(trial, self.example_input)[0]
+        return self.cost.measure(trial)
 
 
 def _prepare_gradients(model: nn.Module, gradients: LabelledBatches | None) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import islice
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgevision.progress import log
 from edgevision.pruning.config import PruneConfig
 from edgevision.stages import register_stage
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from edgevision.pipeline import PipelineState
 
 
@@ -46,9 +51,42 @@ def run_prune(config: PruneConfig, state: PipelineState) -> None:
                   state.recipe.seed, resume=state.resume)
             model.eval()
 
+    latency_of = _latency_meter(config, state) if config.target_latency_ms else None
     result = prune_model(model, config, example, state.model.name,
-                         labelled_batches=labelled_batches, after_step=after_step)
+                         labelled_batches=labelled_batches, after_step=after_step,
+                         latency_of=latency_of)
     state.info["prune"] = {"importance": config.importance, "scope": config.scope,
                            **result.to_dict()}
     state.variant = "pruned+ft" if config.finetune.epochs and config.finetune_after_last \
         else "pruned"
+
+
+def _latency_meter(config: PruneConfig, state: PipelineState) -> Callable[[nn.Module], float]:
+    """``latency_of(model)``: p50 milliseconds of ``model`` exported as the recipe exports it
+    and run by ``config.latency_backend`` at ``config.latency_batch`` on real images."""
+    import tempfile
+
+    from edgevision.backends import get_backend
+    from edgevision.benchmarking.measure import measure_latency
+    from edgevision.export import export_onnx
+    from edgevision.models.checkpoint import save_model_file
+    from edgevision.pipeline import model_info
+
+    backend = get_backend(config.latency_backend)
+    bench = state.recipe.benchmark
+    batch = state.eval_set.first(config.latency_batch)
+
+    def latency_of(module: nn.Module) -> float:
+        with tempfile.TemporaryDirectory(prefix="edgevision-latency-") as folder:
+            info = {**model_info(state), "name": state.model.name}
+            onnx_path = Path(folder) / "trial.onnx"
+            if backend.accepts(onnx_path):
+                path = export_onnx(module, batch, onnx_path, state.recipe.export, info)
+            else:
+                path = save_model_file(module, Path(folder) / "trial.pt", info)
+            with backend(path, threads=bench.threads, device=bench.device) as session:
+                stats = measure_latency(session, batch, bench.warmup, max(bench.iterations, 20))
+        log(f"  trial: {stats.p50_ms:.2f} ms p50 at batch {config.latency_batch}")
+        return stats.p50_ms
+
+    return latency_of
