@@ -60,6 +60,9 @@ class Objective(nn.Module):
                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what the objective attached to models (hooks); a no-op by default."""
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         return {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}
 

@@ -96,9 +96,11 @@ def test_unknown_feature_layer_suggests(teacher: torch.nn.Module, small_cifar: D
 def test_compress_prune_then_distill(tiny_recipe, tmp_path: Path) -> None:
     """The pipeline: the report compares unpruned, pruned and pruned+distilled; the pruned model
     file reloads from its registry name; MACs meet the target."""
+    quick = {"epochs": 1, "max_steps_per_epoch": 2}
     recipe = tiny_recipe(stages=[
-        {"kind": "prune", "target_macs": 0.5},
-        {"kind": "distill", "train": {"epochs": 1, "max_steps_per_epoch": 3}}])
+        {"kind": "prune", "target_macs": 0.5, "steps": 2, "finetune": quick,
+         "finetune_loss": "distill"},
+        {"kind": "distill", "train": quick}])
     out = tmp_path / "run"
     code, output = invoke("compress", str(recipe), "--out", str(out))
     assert code == 0, output
@@ -114,6 +116,9 @@ def test_compress_prune_then_distill(tiny_recipe, tmp_path: Path) -> None:
     manifest = json.loads((out / "run.json").read_text())
     prune_info = manifest["info"]["prune"]
     assert 0.475 <= prune_info["macs_fraction"] <= 0.5
+    assert [s["step"] for s in prune_info["steps"]] == [1, 2]
+    assert (out / "prune" / "step1" / "last.pt").is_file()  # fine-tuned between the steps
+    assert not (out / "prune" / "step2").exists()  # not after the last: distill follows
     assert manifest["info"]["distill"]["teacher"] == "the model before compression"
     model, info = load_model_file(out / "model.pt")
     assert info["variant"] == "pruned+distilled"

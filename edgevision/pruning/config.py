@@ -32,6 +32,9 @@ class PruneConfig(StageConfig):
                        "fine-tuning between them")
     finetune: TrainSpec = Field(default_factory=TrainSpec, description="training between steps "
                                 "(epochs 0: none)")
+    finetune_loss: Literal["cross_entropy", "distill"] = Field(
+        "cross_entropy", description="fine-tuning loss: cross-entropy with the labels, or "
+        "distillation from the unpruned model (T=4, alpha=0.9)")
     finetune_after_last: bool = Field(False, description="fine-tune after the last step too "
                                       "(leave false when a distill stage follows)")
     round_to: int | None = Field(8, ge=1, description="keep channel counts multiples of this")

@@ -25,7 +25,6 @@ def run_prune(config: PruneConfig, state: PipelineState) -> None:
     from edgevision.data.loaders import train_loader
     from edgevision.pruning.policy import prepare_for_pruning
     from edgevision.pruning.prune import prune_model
-    from edgevision.training import train
 
     model = state.model.module
     example = torch.from_numpy(state.eval_set.first(1))
@@ -47,9 +46,7 @@ def run_prune(config: PruneConfig, state: PipelineState) -> None:
         if last and config.compare:
             state.add_snapshot("pruned", model)
         if config.finetune.epochs and (not last or config.finetune_after_last):
-            train(model, state.dataset, config.finetune, state.run.path / "prune" / f"step{step}",
-                  state.recipe.seed, resume=state.resume)
-            model.eval()
+            _finetune(config, state, f"step{step}")
 
     latency_of = _latency_meter(config, state) if config.target_latency_ms else None
     result = prune_model(model, config, example, state.model.name,
@@ -90,3 +87,30 @@ def _latency_meter(config: PruneConfig, state: PipelineState) -> Callable[[nn.Mo
         return stats.p50_ms
 
     return latency_of
+
+
+def _finetune(config: PruneConfig, state: PipelineState, name: str) -> None:
+    """Fine-tune the pruned model between steps, with cross-entropy or by distillation from
+    the model before pruning."""
+    import copy
+
+    import torch
+
+    from edgevision.training import Objective, train
+
+    model = state.model.module
+    objective: Objective | None = None
+    if config.finetune_loss == "distill":
+        from edgevision.distillation.config import DistillConfig
+        from edgevision.distillation.objective import DistillationObjective
+
+        teacher = state.original if state.original is not None else copy.deepcopy(model)
+        example = torch.from_numpy(state.eval_set.first(1))
+        objective = DistillationObjective(model, teacher, DistillConfig(), example)
+    try:
+        train(model, state.dataset, config.finetune, state.run.path / "prune" / name,
+              state.recipe.seed, resume=state.resume, objective=objective)
+    finally:
+        if objective is not None:
+            objective.close()
+    model.eval()
