@@ -45,8 +45,9 @@ def test_list_models() -> None:
 def test_list_models_filter() -> None:
     code, output = invoke("list", "models", "cifar")
     assert code == 0
+    depths = (20, 32, 44, 56, 110)
     assert {line.split("\t")[0] for line in output.splitlines()} == {
-        "cifar_resnet20", "cifar_resnet32", "cifar_resnet44", "cifar_resnet56", "cifar_resnet110"}
+        *(f"cifar_resnet{d}" for d in depths), *(f"cifar_resnet{d}_conv_shortcut" for d in depths)}
 
 
 def test_list_recipes_and_backends() -> None:

@@ -23,6 +23,12 @@ def test_recipe_validation_is_torch_free() -> None:
     assert "torch" not in loaded and "tensorrt" not in loaded
 
 
+def test_recipe_with_prune_and_distill_validates_without_torch() -> None:
+    loaded = modules_after("import edgevision.recipe as r; "
+                           "r.load_recipe('resnet56-cifar10-prune')")
+    assert "torch" not in loaded and "torch_pruning" not in loaded
+
+
 def test_help_runs() -> None:
     result = subprocess.run([sys.executable, "-m", "edgevision", "--help"], capture_output=True,
                             text=True, check=True)

@@ -30,6 +30,7 @@ def test_registered_stage_is_validated_strictly(monkeypatch: pytest.MonkeyPatch)
     class PruneConfig(StageConfig):
         ratio: float
 
+    stages.implemented_stages()  # the built-in stages are imported (and registered) before
     monkeypatch.setattr(stages, "_STAGES", {})
     stages.register_stage("prune", PruneConfig, "model")(lambda config, state: None)
     parsed = stages.parse_stages([{"kind": "prune", "ratio": 0.5}])
