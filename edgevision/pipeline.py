@@ -40,7 +40,8 @@ class PipelineState:
     info: dict[str, Any] = field(default_factory=dict)
     #: the model's variant name in the report: fp32, then e.g. pruned, pruned+distilled
     variant: str = "fp32"
-    #: the model before the first model stage (the default distillation teacher)
+    #: the model before the first model stage (the default distillation teacher); set by the
+    #: pipeline whenever the recipe has a model stage
     original: nn.Module | None = None
     #: earlier states of the model exported and benchmarked beside it, by variant name
     snapshots: dict[str, nn.Module] = field(default_factory=dict)
@@ -94,7 +95,7 @@ def _run(recipe: Recipe, out: Path | None, *, force: bool, resume: bool,
     run.write_manifest(recipe=recipe.name, status="running", step="start", artifacts=[])
     try:
         state = _start(recipe, run, dataset, built, resume)
-        _train(state, resume)
+        _train(state)
         if until == "train":
             _save_model(state)
             run.write_manifest(status="complete", step="train", artifacts=state.artifacts,
@@ -162,7 +163,7 @@ def _check_classes(built: BuiltModel, dataset: Dataset) -> None:
                         "model.num_classes")
 
 
-def _train(state: PipelineState, resume: bool) -> None:
+def _train(state: PipelineState) -> None:
     from edgevision.training import evaluate_top1, train
 
     spec = state.recipe.train
@@ -172,11 +173,11 @@ def _train(state: PipelineState, resume: bool) -> None:
     eval_set = state.eval_set
     batch = state.recipe.data.batch_size
     record: dict[str, Any] = {}
-    if spec.evaluate_before and not resume:
+    if spec.evaluate_before and not state.resume:
         record["eval_top1_before"] = evaluate_top1(model, eval_set, batch)
         log(f"{eval_set.name} top-1 before training: {record['eval_top1_before']:.2f}%")
     result = train(model, state.dataset, spec, state.run.path / "train", state.recipe.seed,
-                   resume=resume)
+                   resume=state.resume)
     record.update(result.to_dict())
     record["eval_top1_after"] = evaluate_top1(model, eval_set, batch)
     log(f"{eval_set.name} top-1 after training: {record['eval_top1_after']:.2f}%")

@@ -84,17 +84,13 @@ class _FeatureTaps:
     """Forward hooks keeping the latest output of named layers."""
 
     def __init__(self, model: nn.Module, names: list[str], role: str) -> None:
-        from edgevision.registry import suggest
+        from edgevision.models import named_layer
 
-        modules = dict(model.named_modules())
         self.outputs: dict[str, torch.Tensor] = {}
         self.handles = []
         for name in dict.fromkeys(names):
-            if name not in modules or not name:
-                choices = [n for n in modules if n]
-                raise DistillError(f"distill.features: the {role} has no layer {name!r}"
-                                   f"{suggest(name, choices)}")
-            self.handles.append(modules[name].register_forward_hook(self._keeper(name)))
+            layer = named_layer(model, name, "distill.features", DistillError, role)
+            self.handles.append(layer.register_forward_hook(self._keeper(name)))
 
     def _keeper(self, name: str):  # type: ignore[no-untyped-def]
         def keep(module: nn.Module, inputs: object, output: torch.Tensor) -> None:

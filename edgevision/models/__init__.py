@@ -15,11 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgevision.errors import CheckpointError, UnknownNameError
+from edgevision.errors import CheckpointError, EdgevisionError, UnknownNameError
 from edgevision.models import checkpoint as ckpt
 from edgevision.models.cifar_resnet import CONV_SHORTCUT_SUFFIX, DEPTHS, Shortcut, cifar_resnet
 from edgevision.recipe.schema import ModelSpec
-from edgevision.registry import Registry
+from edgevision.registry import Registry, suggest
 
 Builder = Callable[[int], nn.Module]
 
@@ -127,6 +127,17 @@ def load_model_file(path: Path) -> tuple[BuiltModel, dict[str, Any]]:
         raise CheckpointError(f"{path} is not an edgevision model file (expected format "
                               f"{ckpt.MODEL_FILE_FORMAT})")
     return _from_model_file(payload, path), dict(payload["info"])
+
+
+def named_layer(model: nn.Module, name: str, where: str, error: type[EdgevisionError],
+                role: str = "model") -> nn.Module:
+    """``model``'s submodule ``name``; an unknown name raises ``error`` suggesting close ones."""
+    modules = dict(model.named_modules())
+    if name not in modules or not name:
+        names = [n for n in modules if n]
+        raise error(f"{where}: the {role} has no layer {name!r}{suggest(name, names)} "
+                    f"(layers look like: {', '.join(names[:6])}, ...)")
+    return modules[name]
 
 
 def _out_features(module: nn.Module) -> int:

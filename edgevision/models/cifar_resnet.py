@@ -82,7 +82,6 @@ class CifarResNet(nn.Module):
 
     def __init__(self, blocks: int, num_classes: int = 10, shortcut: Shortcut = "pad") -> None:
         super().__init__()
-        self.shortcut = shortcut
         self.conv1 = nn.Conv2d(3, 16, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         self.layer1 = self._stage(16, 16, blocks, 1, shortcut)

@@ -15,7 +15,6 @@ from torch import nn
 
 from edgevision.errors import PruneError
 from edgevision.progress import log
-from edgevision.registry import suggest
 
 
 def prepare_for_pruning(model: nn.Module, architecture: str | None) -> str | None:
@@ -39,13 +38,11 @@ def pruning_roots_to_ignore(model: nn.Module, ignore: list[str]) -> list[nn.Modu
 
 
 def named_module(model: nn.Module, name: str, where: str) -> nn.Module:
-    """``model``'s submodule ``name``; an unknown name suggests close ones."""
-    modules = dict(model.named_modules())
-    if name not in modules or not name:
-        names = [n for n in modules if n]
-        raise PruneError(f"{where}: the model has no layer {name!r}{suggest(name, names)} "
-                         f"(layers look like: {', '.join(names[:6])}, ...)")
-    return modules[name]
+    """``model``'s submodule ``name``; an unknown name is a ``PruneError`` suggesting close
+    ones."""
+    from edgevision.models import named_layer
+
+    return named_layer(model, name, where, PruneError)
 
 
 def _classifier(model: nn.Module) -> list[nn.Module]:

@@ -122,7 +122,8 @@ def prune_model(model: nn.Module, config: PruneConfig, example_input: torch.Tens
             f"{step_params / 1e6:.3f}M")
         if after_step is not None:
             after_step(step)
-    result.macs_after, result.params_after = _count(model, example_input)
+    last = result.steps[-1]
+    result.macs_after, result.params_after = int(last["macs"]), int(last["params"])
     return result
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING
 
 from edgevision.distillation.config import DistillConfig
@@ -40,8 +39,5 @@ def _teacher(config: DistillConfig, state: PipelineState) -> tuple[nn.Module, st
 
         built = build_model(config.teacher)
         return built.module, f"teacher {built.name} ({built.source})"
-    if state.original is not None:
-        return state.original, "the model before compression"
-    log("[yellow]distill: no earlier stage changed the model; the teacher is a frozen copy of "
-        "it (self-distillation)[/yellow]")
-    return copy.deepcopy(state.model.module), "a copy of the model (self-distillation)"
+    assert state.original is not None, "the pipeline keeps the model before its model stages"
+    return state.original, "the model before compression"

@@ -75,7 +75,7 @@ def _latency_meter(config: PruneConfig, state: PipelineState) -> Callable[[nn.Mo
 
     def latency_of(module: nn.Module) -> float:
         with tempfile.TemporaryDirectory(prefix="edgevision-latency-") as folder:
-            info = {**model_info(state), "name": state.model.name}
+            info = model_info(state)
             onnx_path = Path(folder) / "trial.onnx"
             if backend.accepts(onnx_path):
                 path = export_onnx(module, batch, onnx_path, state.recipe.export, info)
@@ -92,8 +92,6 @@ def _latency_meter(config: PruneConfig, state: PipelineState) -> Callable[[nn.Mo
 def _finetune(config: PruneConfig, state: PipelineState, name: str) -> None:
     """Fine-tune the pruned model between steps, with cross-entropy or by distillation from
     the model before pruning."""
-    import copy
-
     import torch
 
     from edgevision.training import Objective, train
@@ -104,7 +102,8 @@ def _finetune(config: PruneConfig, state: PipelineState, name: str) -> None:
         from edgevision.distillation.config import DistillConfig
         from edgevision.distillation.objective import DistillationObjective
 
-        teacher = state.original if state.original is not None else copy.deepcopy(model)
+        assert state.original is not None, "the pipeline keeps the model before its stages"
+        teacher = state.original
         example = torch.from_numpy(state.eval_set.first(1))
         objective = DistillationObjective(model, teacher, DistillConfig(), example)
     try:
