@@ -50,6 +50,10 @@ class DistillError(EdgevisionError):
     """Distillation cannot run as asked (teacher does not fit the student, unknown layer)."""
 
 
+class QuantizeError(EdgevisionError):
+    """Quantization cannot run as asked (unsupported operators, bad calibration data)."""
+
+
 class RunDirError(EdgevisionError):
     """The run directory cannot be used (holds another run, ...)."""
 

@@ -251,6 +251,7 @@ def _export(state: PipelineState) -> None:
 
 
 def _benchmark(state: PipelineState) -> dict[str, Any]:
+    from edgevision.backends import backends_for
     from edgevision.benchmarking import (
         Artifact,
         benchmark_artifacts,
@@ -259,9 +260,12 @@ def _benchmark(state: PipelineState) -> dict[str, Any]:
         write_report,
     )
 
-    artifacts = [Artifact(a["variant"], state.run.path / a["path"]) for a in state.artifacts]
-    rows = benchmark_artifacts(artifacts, state.recipe.benchmark, state.eval_set)
-    report = build_report(rows, state.recipe.benchmark,
+    spec = state.recipe.benchmark
+    # a file none of the recipe's backends runs (model.pt without pytorch) is not a failure
+    artifacts = [Artifact(a["variant"], state.run.path / a["path"]) for a in state.artifacts
+                 if backends_for(state.run.path / a["path"], spec.backends)]
+    rows = benchmark_artifacts(artifacts, spec, state.eval_set)
+    report = build_report(rows, spec,
                           {"recipe": state.recipe.name, "run": state.info})
     json_path, csv_path = write_report(report, state.run.path)
     console.print(report_table(report))

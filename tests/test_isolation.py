@@ -33,3 +33,10 @@ def test_help_runs() -> None:
     result = subprocess.run([sys.executable, "-m", "edgevision", "--help"], capture_output=True,
                             text=True, check=True)
     assert "compress" in result.stdout and "benchmark" in result.stdout
+
+
+def test_recipe_with_quantize_validates_without_onnxruntime() -> None:
+    loaded = modules_after("from edgevision.recipe.load import validate_recipe; "
+                           "validate_recipe({'name': 'q', 'model': {'name': 'resnet18'}, "
+                           "'data': {'root': 'x'}, 'stages': [{'kind': 'quantize'}]})")
+    assert not {"torch", "onnxruntime"} & loaded

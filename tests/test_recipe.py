@@ -119,10 +119,26 @@ def test_resolved_recipe_round_trips(tmp_path: Path) -> None:
     assert again == recipe
 
 
-def test_declared_but_unimplemented_stage_is_a_clear_error() -> None:
+def test_declared_but_unimplemented_stage_is_a_clear_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgevision import stages
+
+    stages.implemented_stages()  # registers the built-in stages
+    monkeypatch.delitem(stages._STAGES, "quantize")
     with pytest.raises(RecipeError, match=r"stage 'quantize' is not implemented in this version "
                                           r"of edgevision \(implemented stages: prune, distill\)"):
         validate_recipe({**MINIMAL, "stages": [{"kind": "quantize"}]})
+
+
+def test_quantize_stage_validates_strictly() -> None:
+    recipe = validate_recipe({**MINIMAL, "stages": [
+        {"kind": "quantize", "target": "tensorrt", "calibration": {"method": "entropy"}}]})
+    assert recipe.stages[0].target == "tensorrt"
+    with pytest.raises(RecipeError, match="target"):
+        validate_recipe({**MINIMAL, "stages": [{"kind": "quantize", "target": "gpu"}]})
+    with pytest.raises(RecipeError, match="distinct"):
+        validate_recipe({**MINIMAL, "stages": [{"kind": "quantize",
+                                                "precisions": ["int8", "int8"]}]})
 
 
 def test_unknown_stage_kind_suggests() -> None:

@@ -47,6 +47,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EDGEVISION_CACHE", Path.home() / ".cache" / "edgevision"))
 
 
+def read_image(path: Path) -> Image.Image:
+    """Decode one image file fully; an unreadable file is a one-line ``DataError``."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except OSError as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+
+
 @dataclass
 class FolderSource:
     """One split of an ImageFolder tree: ``<split>/<class>/<image>``."""
@@ -78,13 +88,7 @@ class FolderSource:
         return len(self.files)
 
     def image(self, index: int) -> Image.Image:
-        path = self.files[index]
-        try:
-            with Image.open(path) as image:
-                image.load()
-                return image
-        except OSError as exc:
-            raise DataError(f"cannot read image {path}: {exc}") from None
+        return read_image(self.files[index])
 
     def label(self, index: int) -> int:
         return self.labels[index]

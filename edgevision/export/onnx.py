@@ -46,8 +46,25 @@ def export_onnx(model: nn.Module, sample: np.ndarray, path: Path, spec: ExportSp
             raise ExportError(f"ONNX export of {type(model).__name__} failed: "
                               f"{first_line(exc)}") from exc
         proto.producer_name = "edgevision"
+        set_metadata(proto, metadata)
+        onnx.save(proto, str(tmp))
+    return path
+
+
+def set_metadata(proto: onnx.ModelProto, metadata: dict[str, Any]) -> None:
+    """Store ``metadata`` as edgevision's JSON entry in ``proto.metadata_props`` (replacing it)."""
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key != METADATA_KEY]
+    del proto.metadata_props[:]
+    for key, value in [*kept, (METADATA_KEY, json.dumps(metadata))]:
         entry = proto.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+        entry.key, entry.value = key, value
+
+
+def write_metadata(path: Path, metadata: dict[str, Any]) -> Path:
+    """Rewrite the ONNX file ``path`` with edgevision's ``metadata`` (atomically)."""
+    proto = load_onnx(path)
+    set_metadata(proto, metadata)
+    with atomic_path(path) as tmp:
         onnx.save(proto, str(tmp))
     return path
 

@@ -120,4 +120,5 @@ def check_stage_order(kinds: list[str]) -> None:
 def _load_builtin_stages() -> None:
     """Import the modules that register the built-in stages (they import no torch)."""
     import edgevision.stages.distill
-    import edgevision.stages.prune  # noqa: F401
+    import edgevision.stages.prune
+    import edgevision.stages.quantize  # noqa: F401

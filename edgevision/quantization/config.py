@@ -1,0 +1,66 @@
+"""The ``quantize`` stage's recipe section (a strict pydantic model; imports no torch)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from edgevision.stages import StageConfig
+
+Target = Literal["cpu", "tensorrt"]
+Precision = Literal["int8", "fp16"]
+
+
+class CalibrationSpec(BaseModel):
+    """Which images calibrate the activation ranges, and how ranges are computed."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["minmax", "entropy", "percentile"] = Field(
+        "minmax", description="activation range: min-max, entropy (KL) or percentile")
+    percentile: float = Field(99.999, gt=90, lt=100, description="percentile method only")
+    images: str = Field(
+        "train", description="'train': the seeded data.calibration_size subset of the training "
+        "split; or a list file (calibration/<name>.txt, paths relative to the training split "
+        "folder) or a folder of images (see calibration/README.md)")
+    batch_size: int = Field(64, ge=1)
+    cache: bool = Field(True, description="save the ranges next to the model and re-use them "
+                        "while the model and the calibration images are unchanged")
+
+
+class QuantizeConfig(StageConfig):
+    """INT8 post-training quantization (QDQ ONNX) for a target, and/or an FP16 graph."""
+
+    kind: Literal["quantize"] = "quantize"
+    target: Target = Field(
+        "cpu", description="cpu: ONNX Runtime on x86/ARM (unsigned activations, signed "
+        "per-channel weights); tensorrt: symmetric signed INT8, zero point 0, QDQ on "
+        "Conv/Gemm/MatMul inputs and residual adds")
+    precisions: list[Precision] = Field(
+        default_factory=lambda: list[Precision](["int8"]),
+        description="variants to produce: int8 and/or fp16 (fp16 is for GPU targets; "
+        "ONNX Runtime's CPU provider runs it slowly)")
+    per_channel: bool = Field(True, description="per-output-channel weight scales")
+    reduce_range: bool = Field(False, description="7-bit weights (x86 without VNNI can "
+                               "saturate with U8S8)")
+    calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
+    sensitivity: bool = Field(False, description="measure each layer's sensitivity (only that "
+                              "layer quantized) and report the sorted table")
+    accuracy_budget: float | None = Field(
+        None, ge=0, description="maximum top-1 drop (points) on the validation check images; "
+        "the most sensitive layers stay in FP32 until the INT8 model is within it")
+    max_fp32_layers: int | None = Field(None, ge=1, description="give up the budget search "
+                                        "after this many layers are kept in FP32")
+    check_images: int = Field(1000, ge=10, description="validation hold-out images used for "
+                              "sensitivity and the budget (never the evaluation split)")
+    unsupported_ops: Literal["fp32", "error"] = Field(
+        "fp32", description="compute operators the quantizer cannot handle: keep them in FP32 "
+        "(listed in the report) or fail")
+
+    @field_validator("precisions")
+    @classmethod
+    def _distinct_precisions(cls, value: list[Precision]) -> list[Precision]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("precisions must be a non-empty list of distinct values "
+                             "(int8, fp16)")
+        return value

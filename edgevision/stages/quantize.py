@@ -1,0 +1,100 @@
+"""The ``quantize`` stage: INT8 (QDQ, per target) and FP16 graphs derived from the exported
+FP32 ONNX model, each added to the run's artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+
+from edgevision.progress import console, log
+from edgevision.quantization.config import QuantizeConfig
+from edgevision.stages import register_stage
+
+if TYPE_CHECKING:
+    from edgevision.pipeline import PipelineState
+
+#: rows of the sensitivity table printed on the console (report.json holds them all)
+SHOWN_LAYERS = 10
+
+
+@register_stage("quantize", QuantizeConfig, phase="artifact")
+def run_quantize(config: QuantizeConfig, state: PipelineState) -> None:
+    """Quantize the run's final ``model.onnx`` into the precisions the config asks for."""
+    from edgevision.export.onnx import read_metadata
+    from edgevision.quantization.run import clean_work
+
+    fp32 = state.run.path / "model.onnx"
+    metadata = read_metadata(fp32)
+    work = state.run.path / "quantize"
+    record: dict[str, Any] = {}
+    try:
+        if "int8" in config.precisions:
+            record["int8"] = _int8(config, state, fp32, metadata, work)
+        if "fp16" in config.precisions:
+            record["fp16"] = _fp16(state, fp32, metadata)
+    finally:
+        clean_work(work)
+    state.info["quantize"] = record
+
+
+def _variant(state: PipelineState, precision: str) -> str:
+    return precision if state.variant == "fp32" else f"{state.variant}+{precision}"
+
+
+def _int8(config: QuantizeConfig, state: PipelineState, fp32: Path,
+          metadata: dict[str, Any], work: Path) -> dict[str, Any]:
+    from edgevision.export.onnx import write_metadata
+    from edgevision.quantization.run import quantize_model
+
+    result = quantize_model(fp32, fp32.with_name("model.int8.onnx"), config, state.dataset, work)
+    info = result.info
+    quantization = {"target": config.target, "calibration": info["calibration"]}
+    variant = _variant(state, "int8")
+    write_metadata(result.path, {**metadata, "variant": variant, "precision": "int8",
+                                 "quantization": {**quantization, "fp32_layers": []}})
+    state.add_artifact(variant, result.path)
+    if result.mixed_path is not None:
+        layers = info["budget"]["fp32_layers"]
+        write_metadata(result.mixed_path, {
+            **metadata, "variant": f"{variant}-mixed", "precision": "int8+fp32",
+            "quantization": {**quantization, "fp32_layers": layers}})
+        state.add_artifact(f"{variant}-mixed", result.mixed_path)
+        log(f"kept in FP32 for the accuracy budget: {', '.join(layers)}")
+    if "sensitivity" in info:
+        console.print(sensitivity_table(info["sensitivity"]))
+    return info
+
+
+def _fp16(state: PipelineState, fp32: Path, metadata: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
+    from edgevision.export.onnx import write_metadata
+    from edgevision.quantization.check import run_logits
+    from edgevision.quantization.fp16 import convert_fp16
+
+    path = convert_fp16(fp32, fp32.with_name("model.fp16.onnx"))
+    variant = _variant(state, "fp16")
+    write_metadata(path, {**metadata, "variant": variant, "precision": "fp16"})
+    images = state.eval_set.first(state.recipe.export.verify_images)
+    reference, got = run_logits(fp32, images), run_logits(path, images)
+    check = {"images": len(images), "max_abs_diff": float(np.abs(reference - got).max()),
+             "top1_agreement": float((reference.argmax(1) == got.argmax(1)).mean())}
+    log(f"FP16 graph vs FP32 on {len(images)} real images: max |diff| "
+        f"{check['max_abs_diff']:.2e}, top-1 agreement {100 * check['top1_agreement']:.1f}%")
+    state.add_artifact(variant, path)
+    return check
+
+
+def sensitivity_table(rows: list[dict[str, Any]], limit: int = SHOWN_LAYERS) -> Table:
+    """The most sensitive layers first: KL to FP32 and top-1 drop with only that layer INT8."""
+    table = Table(title=f"INT8 sensitivity per layer (top {min(limit, len(rows))} of "
+                        f"{len(rows)}, only that layer quantized)")
+    for column in ("layer", "node", "op", "KL vs FP32", "top-1 %", "drop (points)"):
+        table.add_column(column, justify="left" if column in ("layer", "node", "op")
+                         else "right")
+    for row in rows[:limit]:
+        table.add_row(row["layer"], row["node"], row["op_type"], f"{row['kl']:.3g}",
+                      f"{row['top1']:.2f}", f"{row['drop']:.2f}")
+    return table
