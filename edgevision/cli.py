@@ -82,6 +82,27 @@ def compress(recipe: RecipeArg, set_: SetOpt = None, out: OutOpt = None, force: 
 
 @app.command()
 @user_errors
+def quantize(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory (holds model.onnx).")],
+    recipe: Annotated[str | None, typer.Option(
+        "--recipe", "-r", help="Recipe whose quantize stage and data to use (default: the "
+                               "run's recipe.yaml).")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Quantize an existing run's model.onnx (INT8 QDQ and/or FP16) with a recipe's quantize
+    stage; the new files join the run's artifacts, so `edgevision benchmark RUN_DIR` measures
+    them beside the FP32 model."""
+    from edgevision.pipeline import quantize_run
+    from edgevision.recipe import load_recipe
+
+    loaded = load_recipe(recipe, set_) if recipe else (
+        load_recipe(run_dir / "recipe.yaml", set_) if set_ else None)
+    for artifact in quantize_run(run_dir, loaded):
+        console.print(f"{artifact['variant']}: {run_dir / artifact['path']}", highlight=False)
+
+
+@app.command()
+@user_errors
 def train(recipe: RecipeArg, set_: SetOpt = None, out: OutOpt = None, force: ForceOpt = False,
           resume: ResumeOpt = False) -> None:
     """Train or fine-tune the recipe's model (its train section) and save model.pt.

@@ -117,6 +117,37 @@ def _run(recipe: Recipe, out: Path | None, *, force: bool, resume: bool,
         raise
 
 
+def quantize_run(run_dir: Path, recipe: Recipe | None = None) -> list[dict[str, str]]:
+    """Run a recipe's ``quantize`` stage on an existing run's final ``model.onnx`` and add the
+    results to the run's artifacts (``edgevision benchmark RUN_DIR`` then measures them).
+
+    ``recipe`` defaults to the run's own ``recipe.yaml``; its data section gives the
+    calibration and check images. Returns the artifacts added.
+    """
+    from edgevision.recipe import load_recipe
+
+    run = RunDir.open(run_dir)
+    if run.manifest().get("status") != "complete":
+        raise EdgevisionError(f"{run_dir}: the run is not complete (see run.json); finish it "
+                              "first (compress --resume)")
+    recipe = recipe or load_recipe(run.path / RECIPE_FILE)
+    stages = [c for c in recipe.stages if get_stage(c.kind).phase == "artifact"]
+    if not stages:
+        raise EdgevisionError(f"recipe {recipe.name!r} has no quantize stage")
+    manifest = run.manifest()
+    info = dict(manifest.get("info", {}))
+    state = PipelineState(recipe, run, Dataset.from_spec(recipe.data, recipe.seed),
+                          model=None,  # type: ignore[arg-type]  # artifact stages need no model
+                          variant=info.get("model", {}).get("variant", "fp32"), info=info)
+    for config in stages:
+        log(f"stage {config.kind} on {run.path / ONNX_FILE}")
+        get_stage(config.kind).handler(config, state)
+    added = {a["path"] for a in state.artifacts}
+    kept = [a for a in manifest.get("artifacts", []) if a["path"] not in added]
+    run.write_manifest(artifacts=[*kept, *state.artifacts], info=state.info)
+    return state.artifacts
+
+
 def _load_inputs(recipe: Recipe) -> tuple[Dataset, BuiltModel]:
     """Open the data and build the model, checking that they fit each other."""
     import torch
