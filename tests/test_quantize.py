@@ -36,7 +36,9 @@ def quantized_run(tmp_path_factory: pytest.TempPathFactory, cifar_archive: Path,
         cifar_archive, resnet20_checkpoint,
         data={"eval_limit": 1000, "calibration_size": 256},
         stages=[{"kind": "quantize", "precisions": ["int8", "fp16"], "sensitivity": True,
-                 "check_images": 200}],
+                 "check_images": 200,
+                 "qat": {"when": "always", "train": {"epochs": 1, "lr": 0.001,
+                                                      "max_steps_per_epoch": 8}}}],
         benchmark={"backends": ["onnxruntime"], "batch_sizes": [8], "iterations": 2})
     path = folder / "q.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -232,3 +234,66 @@ def test_calibration_list_file_in_repo_is_usable(
     listed = REPO / "calibration" / "cifar10-jpeg-train-512.txt"
     images, _ = calibration_images(CalibrationSpec(images=str(listed)), _dataset(run_dir))
     assert len(images) == 512 and images.sample_shape() == (3, 32, 32)
+
+
+def test_qat_graph_is_qdq_and_keeps_accuracy(quantized_run: tuple[Path, dict[str, Any]]) -> None:
+    run_dir, report = quantized_run
+    rows = rows_by_variant(report)
+    qat = rows["int8-qat"]
+    assert qat["error"] is None and qat["precision"] == "int8"
+    assert rows["fp32"]["accuracy"]["top1"] - qat["accuracy"]["top1"] <= 1.0
+    ops = Counter(n.op_type for n in onnx.load(str(run_dir / "model.int8-qat.onnx")).graph.node)
+    assert ops["QuantizeLinear"] > 0 and ops["BatchNormalization"] == 0
+    info = report["run"]["quantize"]["int8"]["qat"]
+    assert info["training"]["epochs"][0]["epoch"] == 1 and info["check"]["images"] == 200
+
+
+def test_fake_quant_weight_is_per_channel_int8_grid() -> None:
+    import torch
+
+    from edgevision.quantization.qat import fake_quant_weight
+
+    weight = torch.randn(4, 3, 3, 3) * torch.tensor([0.01, 0.1, 1.0, 10.0]).view(4, 1, 1, 1)
+    weight.requires_grad_(True)
+    quantized = fake_quant_weight(weight)
+    for channel in range(4):
+        scale = weight[channel].abs().max().item() / 127
+        steps = quantized[channel].detach() / scale
+        assert torch.allclose(steps, steps.round(), atol=1e-3)  # on the channel's own grid
+        assert steps.abs().max().round().item() == 127
+    quantized.sum().backward()
+    assert weight.grad is not None and bool((weight.grad == 1).all())  # straight-through
+
+
+def test_batchnorm_folding_is_exact_on_real_images(quantized_run: tuple[Path, dict[str, Any]]
+                                                    ) -> None:
+    import torch
+
+    from edgevision.models import load_model_file
+    from edgevision.quantization.qat import fold_batchnorm
+
+    run_dir, _ = quantized_run
+    model = load_model_file(run_dir / "model.pt")[0].module.eval()
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    images = torch.from_numpy(_dataset(run_dir).eval_set().first(32))
+    with torch.no_grad():
+        assert torch.allclose(folded(images), model(images), atol=1e-4)
+
+
+def test_quantize_existing_run_adds_artifacts(quantized_run: tuple[Path, dict[str, Any]],
+                                              tmp_path: Path) -> None:
+    from edgevision.pipeline import quantize_run
+    from edgevision.rundir import RunDir
+
+    run_dir, _ = quantized_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    before = [variant for variant, _ in RunDir.open(copy).artifacts()]
+    recipe = load_recipe(copy / "recipe.yaml", ["stages=[{kind: quantize, precisions: [fp16]}]"])
+    added = quantize_run(copy, recipe)
+    assert [a["variant"] for a in added] == ["fp16"]
+    after = [variant for variant, _ in RunDir.open(copy).artifacts()]
+    assert sorted(after) == sorted(before)  # fp16 replaced, nothing duplicated or lost
+    with pytest.raises(Exception, match="not an edgevision run directory"):
+        quantize_run(tmp_path, recipe)

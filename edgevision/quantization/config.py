@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from edgevision.recipe.schema import TrainSpec
 from edgevision.stages import StageConfig
 
 Target = Literal["cpu", "tensorrt"]
@@ -26,6 +27,21 @@ class CalibrationSpec(BaseModel):
     batch_size: int = Field(64, ge=1)
     cache: bool = Field(True, description="save the ranges next to the model and re-use them "
                         "while the model and the calibration images are unchanged")
+
+
+class QatSpec(BaseModel):
+    """Quantization-aware training: when to run it and how to fine-tune."""
+
+    model_config = ConfigDict(extra="forbid")
+    when: Literal["never", "if_ptq_misses", "always"] = Field(
+        "never", description="if_ptq_misses: only when the INT8 PTQ graph misses "
+        "accuracy_budget on the check images")
+    train: TrainSpec = Field(
+        default_factory=lambda: TrainSpec(epochs=1, lr=0.001, weight_decay=0.0,
+                                          evaluate_before=False),
+        description="the fine-tuning (a short, low learning-rate schedule)")
+    distill: bool = Field(True, description="distill from the FP32 model (KL at T=1, alpha=0.9) "
+                          "instead of plain cross-entropy")
 
 
 class QuantizeConfig(StageConfig):
@@ -56,6 +72,16 @@ class QuantizeConfig(StageConfig):
     unsupported_ops: Literal["fp32", "error"] = Field(
         "fp32", description="compute operators the quantizer cannot handle: keep them in FP32 "
         "(listed in the report) or fail")
+
+    qat: QatSpec = Field(default_factory=QatSpec)
+
+    @model_validator(mode="after")
+    def _qat_needs_budget(self) -> QuantizeConfig:
+        if self.qat.when == "if_ptq_misses" and self.accuracy_budget is None:
+            raise ValueError("qat.when: if_ptq_misses needs accuracy_budget")
+        if self.qat.when != "never" and "int8" not in self.precisions:
+            raise ValueError("qat needs int8 in precisions")
+        return self
 
     @field_validator("precisions")
     @classmethod

@@ -34,6 +34,7 @@ from edgevision.quantization.ptq import (
 )
 from edgevision.quantization.sensitivity import fit_budget, layer_sensitivity
 from edgevision.quantization.targets import TARGETS
+from edgevision.recipe.schema import ExportSpec
 
 
 @dataclass
@@ -172,3 +173,37 @@ def _reader_if_uncached(cache: Path | None, images: EvalSet, graph: onnx.ModelPr
 def clean_work(work: Path) -> None:
     """Remove the scratch folder."""
     shutil.rmtree(work, ignore_errors=True)
+
+
+def qat_quantize(module: Any, fp32: Path, out: Path, config: QuantizeConfig, dataset: Dataset,
+                 export: ExportSpec, metadata: dict[str, Any], run_path: Path,
+                 work: Path) -> Int8Result:
+    """Quantization-aware training of ``module`` (the PyTorch model behind ``fp32``), then the
+    same ONNX Runtime QDQ quantization; the result is compared with ``fp32`` on the check
+    images. Training checkpoints go to ``run_path/qat``."""
+    from edgevision.export import export_onnx, verify_onnx
+    from edgevision.quantization.config import QatSpec
+    from edgevision.quantization.qat import quantization_aware_training
+
+    images, _ = calibration_images(config.calibration, dataset)
+    loss = "distilling from the FP32 model" if config.qat.distill else "cross-entropy"
+    log(f"quantization-aware training: {config.qat.train.epochs} epoch(s), lr "
+        f"{config.qat.train.lr}, {loss}")
+    trained, history = quantization_aware_training(module, dataset, config.qat,
+                                                   TARGETS[config.target], images,
+                                                   run_path / "qat", dataset.seed)
+    trained_fp32 = work / "qat-fp32.onnx"
+    sample = images.first(export.verify_images)
+    export_onnx(trained, sample, trained_fp32, export, metadata)
+    verify_onnx(trained_fp32, trained, sample, export.atol, export.rtol)
+    plain = config.model_copy(update={"sensitivity": False, "accuracy_budget": None,
+                                      "qat": QatSpec()})
+    result = quantize_model(trained_fp32, out, plain, dataset, work / "qat")
+    result.info["training"] = history.to_dict()
+    check = CheckSet.build(check_images(dataset, config.check_images), fp32)
+    result.info["check"] = {"images": len(check.labels), "split": "validation",
+                            "fp32_top1": round(check.reference_top1, 3),
+                            "int8": compare(out, check).to_dict()}
+    log(f"QAT INT8 on the check images: top-1 {result.info['check']['int8']['top1']:.2f}% "
+        f"(drop {result.info['check']['int8']['drop']:.2f} vs FP32)")
+    return result

@@ -64,7 +64,41 @@ def _int8(config: QuantizeConfig, state: PipelineState, fp32: Path,
         log(f"kept in FP32 for the accuracy budget: {', '.join(layers)}")
     if "sensitivity" in info:
         console.print(sensitivity_table(info["sensitivity"]))
+    if _wants_qat(config, info):
+        info["qat"] = _qat(config, state, fp32, metadata, work, variant)
     return info
+
+
+def _wants_qat(config: QuantizeConfig, info: dict[str, Any]) -> bool:
+    if config.qat.when == "always":
+        return True
+    if config.qat.when == "if_ptq_misses":
+        missed = info["check"]["int8"]["drop"] > (config.accuracy_budget or 0.0)
+        log(f"INT8 PTQ {'misses' if missed else 'meets'} the accuracy budget: QAT "
+            f"{'runs' if missed else 'is not needed'}")
+        return bool(missed)
+    return False
+
+
+def _qat(config: QuantizeConfig, state: PipelineState, fp32: Path, metadata: dict[str, Any],
+         work: Path, variant: str) -> dict[str, Any]:
+    from edgevision.export.onnx import write_metadata
+    from edgevision.quantization.run import qat_quantize
+
+    module = state.model.module if state.model is not None else _run_model(state)
+    result = qat_quantize(module, fp32, fp32.with_name("model.int8-qat.onnx"), config,
+                          state.dataset, state.recipe.export, metadata, state.run.path, work)
+    write_metadata(result.path, {**metadata, "variant": f"{variant}-qat", "precision": "int8",
+                                 "quantization": {"target": config.target, "qat": True,
+                                                  "calibration": result.info["calibration"]}})
+    state.add_artifact(f"{variant}-qat", result.path)
+    return result.info
+
+
+def _run_model(state: PipelineState) -> Any:
+    from edgevision.models import load_model_file
+
+    return load_model_file(state.run.path / "model.pt")[0].module
 
 
 def _fp16(state: PipelineState, fp32: Path, metadata: dict[str, Any]) -> dict[str, Any]:
