@@ -97,13 +97,18 @@ def _run(recipe: Recipe, out: Path | None, *, force: bool, resume: bool,
         state = _start(recipe, run, dataset, built, resume)
         _train(state)
         if until == "train":
-            _save_model(state)
+            save_models(state)
             run.write_manifest(status="complete", step="train", artifacts=state.artifacts,
                                info=state.info)
             return RunResult(run.path)
+        if recipe.search is not None:
+            report = _search(state)
+            run.write_manifest(status="complete", step="done", artifacts=state.artifacts,
+                               info=state.info)
+            return RunResult(run.path, report)
         _run_model_stages(state)
-        _save_model(state)
-        _export(state)
+        save_models(state)
+        export_models(state)
         _run_stages(state, "artifact")
         run.write_manifest(step="benchmark", artifacts=state.artifacts, info=state.info)
         report = _benchmark(state)
@@ -248,7 +253,8 @@ def _models_to_export(state: PipelineState) -> list[tuple[str, nn.Module, str]]:
     return [*snapshots, (state.variant, state.model.module, Path(MODEL_FILE).stem)]
 
 
-def _save_model(state: PipelineState) -> None:
+def save_models(state: PipelineState) -> None:
+    """Save the final model and its comparison snapshots as edgevision model files."""
     from edgevision.models import count_macs_params
     from edgevision.models.checkpoint import save_model_file
 
@@ -262,7 +268,8 @@ def _save_model(state: PipelineState) -> None:
         state.add_artifact(variant, path)
 
 
-def _export(state: PipelineState) -> None:
+def export_models(state: PipelineState) -> None:
+    """Export the final model and its snapshots to ONNX, each checked against PyTorch."""
     from edgevision.export import export_onnx, verify_onnx
 
     spec = state.recipe.export
@@ -279,6 +286,15 @@ def _export(state: PipelineState) -> None:
         checks[variant] = check.to_dict()
         state.add_artifact(variant, path)
     state.info["export"] = checks
+
+
+def _search(state: PipelineState) -> dict[str, Any]:
+    from edgevision.search.run import run_search
+
+    state.run.write_manifest(step="search")
+    report = run_search(state, state.recipe.search)
+    state.info["search"] = {"choice": report.choice.model_dump(mode="json")}
+    return report.to_json()
 
 
 def _benchmark(state: PipelineState) -> dict[str, Any]:

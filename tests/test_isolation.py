@@ -15,7 +15,7 @@ def modules_after(statement: str) -> set[str]:
 
 def test_cli_import_is_light() -> None:
     loaded = modules_after("import edgevision.cli")
-    assert not {"torch", "torchvision", "onnxruntime", "tensorrt"} & loaded
+    assert not {"torch", "torchvision", "onnxruntime", "tensorrt", "matplotlib"} & loaded
 
 
 def test_recipe_validation_is_torch_free() -> None:

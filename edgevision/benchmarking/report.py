@@ -63,7 +63,8 @@ def report_csv(report: dict[str, Any]) -> str:
 
 
 def report_table(report: dict[str, Any]) -> Table:
-    """A rich table: one line per row, latency columns per batch size, speedup vs the first row."""
+    """A rich table: one line per row, fastest first (largest batch), latency columns per batch
+    size, speedup vs the first row measured (the FP32 model in a run)."""
     batches = sorted({s["batch"] for row in report["rows"] for s in row["latency"]})
     env = report["environment"]
     title = (f"edgevision benchmark — {env['cpu']} ({env['cpu_count']} cores), "
@@ -77,9 +78,16 @@ def report_table(report: dict[str, Any]) -> Table:
         table.add_column(f"b{batch} img/s", justify="right")
         table.add_column(f"b{batch} speedup", justify="right")
     baseline = _baseline_p50(report["rows"])
-    for row in report["rows"]:
+    for row in sorted(report["rows"], key=lambda r: _sort_key(r, batches)):
         table.add_row(*_table_cells(row, batches, baseline))
     return table
+
+
+def _sort_key(row: dict[str, Any], batches: list[int]) -> tuple[bool, float]:
+    """Fastest first at the largest batch size; failed rows last."""
+    by_batch = {s["batch"]: s["p50_ms"] for s in row["latency"]}
+    p50 = by_batch.get(batches[-1]) if batches else None
+    return (row["error"] is not None or p50 is None, p50 or 0.0)
 
 
 def _baseline_p50(rows: list[dict[str, Any]]) -> dict[int, float]:

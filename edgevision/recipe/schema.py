@@ -150,8 +150,26 @@ class Recipe(Strict):
     data: DataSpec
     train: TrainSpec = Field(default_factory=TrainSpec)
     stages: list[SerializeAsAny[StageConfig]] = Field(default_factory=list)
+    search: Any = Field(None, description="optional search over pruning levels × precisions "
+                        "(edgevision.search.config.SearchSpec); replaces `stages`")
     export: ExportSpec = Field(default_factory=ExportSpec)
     benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec)
+
+    @field_validator("search", mode="before")
+    @classmethod
+    def _parse_search(cls, value: Any) -> Any:
+        from edgevision.search.config import SearchSpec
+
+        if value is None or isinstance(value, SearchSpec):
+            return value
+        return SearchSpec.model_validate(value)
+
+    @model_validator(mode="after")
+    def _search_replaces_stages(self) -> Recipe:
+        if self.search is not None and self.stages:
+            raise ValueError("a recipe with `search` builds its own prune/distill/quantize "
+                             "variants: leave `stages` empty")
+        return self
 
     @field_validator("stages", mode="before")
     @classmethod

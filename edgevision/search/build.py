@@ -1,0 +1,103 @@
+"""Building the candidates: each pruning level once (prune → distill → export), then its
+precisions (quantize stage); every level is cached in the run directory so a re-run or
+``--resume`` skips it."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgevision.errors import EdgevisionError
+from edgevision.io import write_json_atomic
+from edgevision.progress import log
+from edgevision.rundir import RunDir
+from edgevision.search.config import SearchSpec
+from edgevision.stages import get_stage
+
+if TYPE_CHECKING:
+    from edgevision.pipeline import PipelineState
+
+LEVEL_FILE = "level.json"
+#: the quantize stage's file for each search precision
+PRECISION_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx",
+                   "int8-mixed": "model.int8-mixed.onnx", "qat": "model.int8-qat.onnx"}
+
+
+@dataclass
+class Candidate:
+    """One variant to measure: a pruning level in a precision (or the error that stopped it)."""
+
+    name: str
+    level: float
+    precision: str
+    path: str | None  # relative to the run directory
+    macs: int | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def level_name(level: float) -> str:
+    """``base`` for the unpruned model, else ``pruned<percent of MACs removed>``."""
+    return "base" if level == 0 else f"pruned{round(level * 100)}"
+
+
+def build_candidates(state: PipelineState, spec: SearchSpec) -> list[Candidate]:
+    """All candidates of the search, building the levels not built yet."""
+    candidates: list[Candidate] = []
+    for level in spec.prune_levels:
+        candidates += _level(state, spec, level)
+    return candidates
+
+
+def _level(state: PipelineState, spec: SearchSpec, level: float) -> list[Candidate]:
+    folder = state.run.path / "search" / level_name(level)
+    done = folder / LEVEL_FILE
+    if done.is_file():
+        log(f"search: {level_name(level)} already built (cached in {folder})")
+        return [Candidate(**c) for c in json.loads(done.read_text(encoding="utf-8"))]
+    log(f"search: building {level_name(level)} ({100 * (1 - level):.0f}% of the MACs)")
+    try:
+        candidates = _build_level(state, spec, level, folder)
+    except EdgevisionError as exc:
+        log(f"[yellow]search: {level_name(level)} failed: {exc}[/yellow]")
+        return [Candidate(f"{level_name(level)}/{p}", level, p, None, error=str(exc))
+                for p in spec.precisions]  # not cached: a re-run tries again
+    write_json_atomic(done, [c.to_dict() for c in candidates])
+    return candidates
+
+
+def _build_level(state: PipelineState, spec: SearchSpec, level: float,
+                 folder: Path) -> list[Candidate]:
+    from edgevision.pipeline import PipelineState, export_models, save_models
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sub = PipelineState(state.recipe, RunDir(folder), state.dataset, copy.deepcopy(state.model),
+                        resume=state.resume, original=copy.deepcopy(state.model.module).eval())
+    if level > 0:
+        get_stage("prune").handler(spec.prune_config(level), sub)
+        distill = spec.distill_config()
+        if distill is not None:
+            get_stage("distill").handler(distill, sub)
+    save_models(sub)
+    export_models(sub)
+    derived: list[str] = [p for p in ("int8", "fp16") if p in spec.precisions
+               or (p == "int8" and {"int8-mixed", "qat"} & set(spec.precisions))]
+    if derived:
+        get_stage("quantize").handler(spec.quantize_config(derived), sub)
+    macs = sub.info["model"]["macs"]
+    run_root = state.run.path
+    candidates = []
+    for precision in spec.precisions:
+        path = folder / PRECISION_FILES[precision]
+        if path.is_file():
+            candidates.append(Candidate(f"{level_name(level)}/{precision}", level, precision,
+                                        path.relative_to(run_root).as_posix(), macs))
+        else:  # int8-mixed / qat exist only when PTQ missed the budget
+            log(f"search: {level_name(level)}/{precision} not built (INT8 PTQ met the budget "
+                "or the stage was not asked for it)")
+    return candidates

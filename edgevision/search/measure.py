@@ -1,0 +1,164 @@
+"""Measuring candidates on the target: accuracy through the session that is timed, latency in
+interleaved rounds (each round visits every candidate, in a rotated order) so slow drifts of
+the machine hit all candidates alike; medians and the spread between rounds are reported."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgevision.backends import Backend, get_backend
+from edgevision.benchmarking.environment import usable_cores
+from edgevision.benchmarking.measure import measure_accuracy
+from edgevision.data import EvalSet
+from edgevision.errors import EdgevisionError
+from edgevision.io import write_json_atomic
+from edgevision.progress import log, progress_bar
+from edgevision.search.build import Candidate
+from edgevision.search.config import SearchSpec
+
+
+@dataclass
+class Timing:
+    """Latency of one candidate at one batch size over all rounds."""
+
+    batch: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    throughput_ips: float
+    #: the rounds' medians: lowest, highest, and (highest − lowest) / p50 in percent
+    round_min_ms: float
+    round_max_ms: float
+    spread_pct: float
+    samples: int
+
+
+@dataclass
+class Measurement:
+    """A candidate's figures on the target (or its error)."""
+
+    name: str
+    backend: str
+    top1: float | None = None
+    top5: float | None = None
+    images: int | None = None
+    size_bytes: int | None = None
+    timings: list[Timing] = field(default_factory=list)
+    error: str | None = None
+
+    def timing(self, batch: int) -> Timing | None:
+        return next((t for t in self.timings if t.batch == batch), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Measurement:
+        timings = [Timing(**t) for t in data.pop("timings")]
+        return cls(**data, timings=timings)
+
+
+def measure_candidates(candidates: list[Candidate], spec: SearchSpec, eval_set: EvalSet,
+                       run_dir: Path, cache: Path) -> dict[str, Measurement]:
+    """Measure every candidate not in ``cache`` yet; the cache is updated and returned."""
+    done = _load(cache)
+    todo = [c for c in candidates if c.name not in done]
+    for candidate in todo:
+        if candidate.error:
+            done[candidate.name] = Measurement(candidate.name, spec.backend,
+                                               error=candidate.error)
+    todo = [c for c in todo if not c.error]
+    if not todo:
+        return done
+    batches = sorted({1, spec.batch})
+    with contextlib.ExitStack() as stack:
+        sessions = _open_sessions(todo, spec, run_dir, stack, done)
+        for name, session in list(sessions.items()):
+            log(f"search: accuracy of {name} ({len(eval_set)} {eval_set.name} images)")
+            try:
+                accuracy = measure_accuracy(session, eval_set, max(spec.batch, 32))
+            except EdgevisionError as exc:  # a candidate that fails to run is kept, with why
+                done[name].error = str(exc)
+                del sessions[name]
+                continue
+            done[name].top1, done[name].top5 = accuracy.top1, accuracy.top5
+            done[name].images = accuracy.images
+        samples = _interleaved_rounds(sessions, spec, eval_set, batches)
+        for name, by_batch in samples.items():
+            done[name].timings = [_timing(batch, rounds) for batch, rounds in by_batch.items()]
+    # errors are not cached: a re-run tries those candidates again
+    write_json_atomic(cache, {n: m.to_dict() for n, m in done.items() if m.error is None})
+    return done
+
+
+def _open_sessions(todo: list[Candidate], spec: SearchSpec, run_dir: Path,
+                   stack: contextlib.ExitStack, done: dict[str, Measurement]
+                   ) -> dict[str, Backend]:
+    backend = get_backend(spec.backend)
+    sessions: dict[str, Backend] = {}
+    for candidate in todo:
+        assert candidate.path is not None
+        path = run_dir / candidate.path
+        measurement = Measurement(candidate.name, spec.backend, size_bytes=path.stat().st_size)
+        done[candidate.name] = measurement
+        try:
+            sessions[candidate.name] = stack.enter_context(
+                backend(path, threads=spec.threads or usable_cores()))
+        except EdgevisionError as exc:
+            measurement.error = str(exc)
+            log(f"[yellow]search: {candidate.name} cannot run on {spec.backend}: {exc}[/yellow]")
+    return sessions
+
+
+def _interleaved_rounds(sessions: dict[str, Backend], spec: SearchSpec, eval_set: EvalSet,
+                        batches: list[int]) -> dict[str, dict[int, list[np.ndarray]]]:
+    names = list(sessions)
+    if not names:
+        return {}
+    inputs = {batch: eval_set.first(batch) for batch in batches}
+    samples: dict[str, dict[int, list[np.ndarray]]] = {n: {b: [] for b in batches}
+                                                       for n in names}
+    with progress_bar() as bar:
+        task = bar.add_task("timing (interleaved)", total=spec.rounds * len(names), status="")
+        for round_index in range(spec.rounds):
+            shift = round_index % len(names)
+            for name in names[shift:] + names[:shift]:
+                for batch in batches:
+                    warmup = spec.warmup if round_index == 0 else 1
+                    samples[name][batch].append(
+                        _time(sessions[name], inputs[batch], warmup, spec.iterations))
+                bar.advance(task)
+    return samples
+
+
+def _time(session: Backend, batch: np.ndarray, warmup: int, iterations: int) -> np.ndarray:
+    for _ in range(warmup):
+        session.run(batch)
+    times = np.empty(iterations)
+    for i in range(iterations):
+        start = time.perf_counter()
+        session.run(batch)
+        times[i] = (time.perf_counter() - start) * 1000.0
+    return times
+
+
+def _timing(batch: int, rounds: list[np.ndarray]) -> Timing:
+    every = np.concatenate(rounds)
+    p50, p90, p99 = (float(v) for v in np.percentile(every, [50, 90, 99]))
+    medians = [float(np.median(r)) for r in rounds]
+    return Timing(batch, p50, p90, p99, batch * 1000.0 / p50, min(medians), max(medians),
+                  100.0 * (max(medians) - min(medians)) / p50, len(every))
+
+
+def _load(cache: Path) -> dict[str, Measurement]:
+    if not cache.is_file():
+        return {}
+    data = json.loads(cache.read_text(encoding="utf-8"))
+    return {name: Measurement.from_dict(entry) for name, entry in data.items()}

@@ -1,0 +1,71 @@
+"""The latency-vs-accuracy Pareto plot (matplotlib, optional extra ``edgevision[plot]``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgevision.io import atomic_path
+from edgevision.search.report import SearchReport
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+
+def pareto_front(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    """The (latency, top-1, name) points no other point beats on both (faster and as accurate,
+    or as fast and more accurate), sorted by latency."""
+    front: list[tuple[float, float, str]] = []
+    for latency, top1, name in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or top1 > front[-1][1]:
+            front.append((latency, top1, name))
+    return front
+
+
+def pareto_plot(report: SearchReport, path: Path) -> Path:
+    """Write the plot: every measured candidate, the frontier, the budget line, the choice."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report.rows if r.p50_ms is not None and r.top1 is not None]
+    points = [(float(r.p50_ms or 0.0), float(r.top1 or 0.0), r.name) for r in rows]
+    figure, axes = plt.subplots(figsize=(8, 5.5), dpi=120)
+    axes.scatter([p[0] for p in points], [p[1] for p in points], color="tab:blue", zorder=3,
+                 label="candidate")
+    for latency, top1, name in points:
+        axes.annotate(name, (latency, top1), textcoords="offset points", xytext=(5, 4),
+                      fontsize=8)
+    front = pareto_front(points)
+    axes.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:green",
+              label="Pareto frontier")
+    _budget_line(axes, report)
+    chosen = next((r for r in rows if r.name == report.choice.chosen), None)
+    if chosen is not None:
+        axes.scatter([float(chosen.p50_ms or 0.0)], [float(chosen.top1 or 0.0)], marker="*",
+                     s=320, color="tab:red", zorder=4, label=f"chosen: {chosen.name}")
+    env = report.environment
+    axes.set_xlabel(f"p50 latency at batch {report.batch} (ms, {rows[0].backend if rows else ''}"
+                    f", {env.get('cpu_count')} cores)")
+    axes.set_ylabel(f"top-1 accuracy (%, {report.settings.get('eval_split', 'evaluation')} "
+                    "split)")
+    axes.set_title(f"latency vs accuracy — {env.get('cpu')}")
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="best", fontsize=8)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def _budget_line(axes: Axes, report: SearchReport) -> None:
+    baseline = next((r for r in report.rows if r.name == report.baseline), None)
+    if report.choice.rule.startswith("fastest") and baseline and baseline.top1 is not None:
+        level = baseline.top1 - report.choice.budget
+        axes.axhline(level, color="tab:orange", linestyle="--",
+                     label=f"accuracy budget ({report.choice.budget} points below "
+                           f"{report.baseline})")
+    elif report.choice.rule.startswith("most"):
+        axes.axvline(report.choice.budget, color="tab:orange",
+                     linestyle="--", label=f"latency budget ({report.choice.budget} ms)")

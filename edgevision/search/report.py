@@ -1,0 +1,127 @@
+"""The search report: every candidate's figures, the choice, as versioned JSON (validated by
+these pydantic models), CSV and a table sorted by latency."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from rich.table import Table
+
+SEARCH_SCHEMA = "edgevision.search/1"
+
+
+class Row(BaseModel):
+    """One candidate, measured (or failed: ``error`` set, figures null)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    level: float
+    precision: str
+    backend: str
+    artifact: str | None
+    size_bytes: int | None
+    macs: int | None
+    top1: float | None
+    top5: float | None
+    drop: float | None
+    b1_p50_ms: float | None
+    b1_p99_ms: float | None
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    spread_pct: float | None
+    throughput_ips: float | None
+    speedup: float | None
+    within_budget: bool | None
+    error: str | None
+
+
+class Choice(BaseModel):
+    """What was chosen, by which rule, and whether the budget was met."""
+
+    model_config = ConfigDict(extra="forbid")
+    rule: Literal["fastest within accuracy budget", "most accurate within latency budget"]
+    budget: float
+    met: bool
+    chosen: str | None
+    deployed: str | None
+    best_reached: str | None
+    message: str
+
+
+class SearchReport(BaseModel):
+    """``report.json`` of a search run (schema ``edgevision.search/1``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_: Literal["edgevision.search/1"]
+    created: str
+    environment: dict[str, Any]
+    settings: dict[str, Any]
+    baseline: str
+    batch: int
+    rows: list[Row]
+    choice: Choice
+    plot: str | None
+    plot_error: str | None
+    summary: str | None
+    run: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SearchReport:
+        """Validate a report read from JSON (the key ``schema`` is a BaseModel attribute)."""
+        return cls.model_validate({**{k: v for k, v in data.items() if k != "schema"},
+                                   "schema_": data.get("schema")})
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        return {"schema": data.pop("schema_"), **data}
+
+
+def sorted_rows(rows: list[Row]) -> list[Row]:
+    """By p50 latency at the search batch; failed candidates last."""
+    return sorted(rows, key=lambda r: (r.p50_ms is None, r.p50_ms or 0.0, r.name))
+
+
+def search_table(report: SearchReport) -> Table:
+    """The rich table: sorted by latency, the chosen row marked, errors in place of figures."""
+    env = report.environment
+    table = Table(title=f"edgevision search — {env.get('cpu')} ({env.get('cpu_count')} cores), "
+                        f"{report.rows[0].backend if report.rows else '-'}, batch {report.batch}"
+                        f"; {report.choice.message}", title_justify="left")
+    for column in ("", "variant", "precision", "size MB", "MMACs", "top-1 %", "drop",
+                   "b1 p50/p99 ms", f"b{report.batch} p50/p99 ms", "spread %", "img/s",
+                   "speedup"):
+        table.add_column(column, justify="left" if column in ("", "variant", "precision")
+                         else "right")
+    for row in sorted_rows(report.rows):
+        table.add_row(*_cells(row, report.choice.chosen))
+    return table
+
+
+def _cells(row: Row, chosen: str | None) -> list[str]:
+    def fmt(value: float | None, digits: int = 2, scale: float = 1.0) -> str:
+        return "-" if value is None else f"{value / scale:.{digits}f}"
+
+    mark = "★" if row.name == chosen else ("✓" if row.within_budget else "")
+    head = [mark, row.name, row.precision, fmt(row.size_bytes, 2, 1e6), fmt(row.macs, 1, 1e6)]
+    if row.error:
+        return [*head, f"[red]error: {row.error}[/red]", *[""] * 6]
+    return [*head, fmt(row.top1), fmt(row.drop),
+            f"{fmt(row.b1_p50_ms)}/{fmt(row.b1_p99_ms)}", f"{fmt(row.p50_ms)}/{fmt(row.p99_ms)}",
+            fmt(row.spread_pct, 1), fmt(row.throughput_ips, 0), f"{fmt(row.speedup)}x"]
+
+
+CSV_COLUMNS = list(Row.model_fields)
+
+
+def search_csv(report: SearchReport) -> str:
+    """One CSV line per candidate, sorted by latency."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in sorted_rows(report.rows):
+        writer.writerow(row.model_dump())
+    return buffer.getvalue()

@@ -1,0 +1,40 @@
+"""A Markdown summary page: the choice, the table sorted by latency, the plot."""
+
+from __future__ import annotations
+
+from edgevision.search.report import SearchReport, sorted_rows
+
+
+def summary_markdown(report: SearchReport) -> str:
+    """The page's text (the plot is referenced by its file name, beside the page)."""
+    env = report.environment
+    lines = [
+        "# edgevision search", "",
+        f"**{report.choice.message}** (rule: {report.choice.rule}, budget "
+        f"{report.choice.budget}; baseline `{report.baseline}`).", "",
+        f"Hardware: {env.get('cpu')}, {env.get('cpu_count')} cores; batch {report.batch}; "
+        f"timing: {report.settings.get('rounds')} interleaved rounds × "
+        f"{report.settings.get('iterations')} runs per candidate and batch after "
+        f"{report.settings.get('warmup')} warm-up runs; created {report.created}.", "",
+    ]
+    if report.plot:
+        lines += [f"![latency vs accuracy]({report.plot})", ""]
+    lines += ["| variant | precision | size MB | MMACs | top-1 % | drop | b1 p50/p99 ms | "
+              f"b{report.batch} p50/p99 ms | spread % | img/s | speedup | within budget |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in sorted_rows(report.rows):
+        name = f"**{row.name}** ★" if row.name == report.choice.chosen else row.name
+        if row.error:
+            lines.append(f"| {name} | {row.precision} | | | error: {row.error} | | | | | | | |")
+            continue
+        lines.append(
+            f"| {name} | {row.precision} | {_f(row.size_bytes, 2, 1e6)} | {_f(row.macs, 1, 1e6)} "
+            f"| {_f(row.top1)} | {_f(row.drop)} | {_f(row.b1_p50_ms)}/{_f(row.b1_p99_ms)} | "
+            f"{_f(row.p50_ms)}/{_f(row.p99_ms)} | {_f(row.spread_pct, 1)} | "
+            f"{_f(row.throughput_ips, 0)} | {_f(row.speedup)}x | "
+            f"{'yes' if row.within_budget else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _f(value: float | None, digits: int = 2, scale: float = 1.0) -> str:
+    return "-" if value is None else f"{value / scale:.{digits}f}"

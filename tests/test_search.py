@@ -1,0 +1,161 @@
+"""The search on real data, CPU, a tiny space: ResNet-20 unpruned and pruned to half its MACs
+(one short distillation) × FP32/INT8, measured on ONNX Runtime on 300 CIFAR-10 JPEG images."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from edgevision.pipeline import compress
+from edgevision.recipe import load_recipe
+from edgevision.search.config import SearchSpec
+from edgevision.search.report import Row, SearchReport
+from tests.conftest import tiny_recipe_dict
+
+pytestmark = pytest.mark.slow
+
+SEARCH = {"prune_levels": [0.0, 0.5], "prune": {"importance": "l2", "round_to": 8},
+          "distill": {"train": {"epochs": 1, "lr": 0.01, "max_steps_per_epoch": 4}},
+          "precisions": ["fp32", "int8"], "quantize": {"check_images": 100},
+          "batch": 16, "accuracy_budget": 1.0, "rounds": 2, "iterations": 3, "warmup": 1}
+
+
+@pytest.fixture(scope="module")
+def search_run(tmp_path_factory: pytest.TempPathFactory, cifar_archive: Path,
+               resnet20_checkpoint: Path) -> tuple[Path, Path, dict[str, Any]]:
+    folder = tmp_path_factory.mktemp("search")
+    raw = tiny_recipe_dict(cifar_archive, resnet20_checkpoint, search=SEARCH)
+    recipe_path = folder / "search.yaml"
+    recipe_path.write_text(yaml.safe_dump(raw))
+    result = compress(load_recipe(recipe_path), out=folder / "run")
+    assert result.report is not None
+    return result.run_dir, recipe_path, result.report
+
+
+def rows(report: dict[str, Any]) -> list[Row]:
+    return SearchReport.from_json(report).rows
+
+
+def test_every_candidate_is_measured(search_run: tuple[Path, Path, dict[str, Any]]) -> None:
+    _, _, report = search_run
+    names = {row.name for row in rows(report)}
+    assert names == {"base/fp32", "base/int8", "pruned50/fp32", "pruned50/int8"}
+    for row in rows(report):
+        assert row.error is None and row.top1 is not None and row.p50_ms is not None
+        assert row.b1_p50_ms is not None and row.spread_pct is not None
+    by_name = {row.name: row for row in rows(report)}
+    assert by_name["base/fp32"].drop == 0.0 and by_name["base/fp32"].speedup == 1.0
+    macs = by_name["pruned50/fp32"].macs
+    assert macs is not None and macs <= 0.5 * (by_name["base/fp32"].macs or 0)
+
+
+def test_search_picks_fastest_within_budget(search_run: tuple[Path, Path, dict[str, Any]]
+                                            ) -> None:
+    run_dir, _, report = search_run
+    measured = rows(report)
+    eligible = [r for r in measured if r.drop is not None and r.drop <= SEARCH["accuracy_budget"]]
+    assert eligible  # base/fp32 always is
+    fastest = min(eligible, key=lambda r: r.p50_ms or 0.0)
+    choice = report["choice"]
+    assert choice["met"] and choice["chosen"] == fastest.name
+    assert (run_dir / "deploy.onnx").read_bytes() == (run_dir / str(fastest.artifact)).read_bytes()
+    assert all(r.within_budget == (r in eligible) for r in measured)
+
+
+def test_unmet_budget_reports_best_reached(search_run: tuple[Path, Path, dict[str, Any]]
+                                           ) -> None:
+    from edgevision.search.select import choose
+
+    _, _, report = search_run
+    measured = rows(report)
+    spec = SearchSpec.model_validate({**SEARCH, "accuracy_budget": None,
+                                      "latency_budget_ms": 1e-6})
+    choice = choose(measured, spec)
+    fastest = min(measured, key=lambda r: r.p50_ms or 0.0)
+    assert not choice.met and choice.chosen is None and choice.best_reached == fastest.name
+    assert "no candidate within 1e-06 ms" in choice.message and fastest.name in choice.message
+
+
+def test_report_validates_against_schema(search_run: tuple[Path, Path, dict[str, Any]]) -> None:
+    from pydantic import ValidationError
+
+    run_dir, _, _ = search_run
+    data = json.loads((run_dir / "report.json").read_text())
+    assert data["schema"] == "edgevision.search/1"
+    SearchReport.from_json(data)
+    broken = {**data, "rows": [{**data["rows"][0], "p50": 1.0}]}
+    with pytest.raises(ValidationError):
+        SearchReport.from_json(broken)
+    header = (run_dir / "report.csv").read_text().splitlines()[0]
+    assert header.startswith("name,level,precision")
+
+
+def test_plot_and_summary_are_written(search_run: tuple[Path, Path, dict[str, Any]]) -> None:
+    run_dir, _, report = search_run
+    png = (run_dir / "pareto.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    summary = (run_dir / "summary.md").read_text()
+    assert "![latency vs accuracy](pareto.png)" in summary
+    assert all(row.name in summary for row in rows(report))
+    assert report["choice"]["chosen"] in summary
+
+
+def test_pareto_front_is_non_dominated(search_run: tuple[Path, Path, dict[str, Any]]) -> None:
+    from edgevision.search.plot import pareto_front
+
+    _, _, report = search_run
+    points = [(r.p50_ms or 0.0, r.top1 or 0.0, r.name) for r in rows(report)]
+    front = pareto_front(points)
+    assert front and front[0][0] == min(p[0] for p in points)
+    for latency, top1, _ in points:
+        dominated = any(l2 <= latency and t2 >= top1 and (l2, t2) != (latency, top1)
+                        for l2, t2, _ in points)
+        assert dominated or any(p[:2] == (latency, top1) for p in front)
+
+
+def test_resume_skips_finished_candidates(search_run: tuple[Path, Path, dict[str, Any]]) -> None:
+    run_dir, recipe_path, _ = search_run
+    cached = [run_dir / "search" / "base" / "level.json",
+              run_dir / "search" / "pruned50" / "level.json",
+              run_dir / "search" / "measurements.json"]
+    stamps = [path.stat().st_mtime_ns for path in cached]
+    result = compress(load_recipe(recipe_path), out=run_dir, resume=True)
+    assert [path.stat().st_mtime_ns for path in cached] == stamps  # nothing rebuilt or re-timed
+    assert result.report is not None and result.report["choice"]["met"]
+
+
+def test_unavailable_backend_is_recorded_not_raised(
+        search_run: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> None:
+    from edgevision.data import Dataset
+    from edgevision.search.build import Candidate
+    from edgevision.search.measure import measure_candidates
+
+    run_dir, recipe_path, _ = search_run
+    recipe = load_recipe(recipe_path)
+    spec = SearchSpec.model_validate({**SEARCH, "backend": "pytorch"})
+    candidate = Candidate("base/fp32", 0.0, "fp32", "search/base/model.onnx")
+    measured = measure_candidates([candidate], spec, Dataset.from_spec(recipe.data).eval_set(),
+                                  run_dir, tmp_path / "m.json")
+    assert measured["base/fp32"].error  # the row keeps the reason
+    assert not (tmp_path / "m.json").exists() or "base/fp32" not in json.loads(
+        (tmp_path / "m.json").read_text())  # errors are not cached
+
+
+def test_search_recipe_errors() -> None:
+    from edgevision.errors import RecipeError
+    from edgevision.recipe.load import validate_recipe
+
+    base = {"name": "s", "model": {"name": "resnet18"}, "data": {"root": os.devnull}}
+    with pytest.raises(RecipeError, match="leave `stages` empty"):
+        validate_recipe({**base, "search": {}, "stages": [{"kind": "quantize"}]})
+    with pytest.raises(RecipeError, match="must include 0"):
+        validate_recipe({**base, "search": {"prune_levels": [0.3]}})
+    with pytest.raises(RecipeError, match="did you mean 'importance'"):
+        validate_recipe({**base, "search": {"prune": {"importanc": "l2"}}})
+    assert validate_recipe({**base, "search": {"latency_budget_ms": 2}}).search.accuracy_budget \
+        is None
