@@ -1,0 +1,77 @@
+"""The TensorRT backend: runs ``.engine`` files built by ``edgevision build`` (or a recipe's
+``engine`` section). This package is the only place that imports ``tensorrt`` (a ruff rule
+bans it elsewhere), and it does so lazily: importing this module needs neither TensorRT nor
+torch, so ``--help`` and every CPU feature work without them.
+
+Runtime needs: ``tensorrt`` (JetPack on Jetson; NVIDIA's Python index on desktops),
+``cuda-python`` (the CUDA runtime bindings), NumPy and Pillow — no PyTorch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgevision.backends.base import Availability, Backend, InputSpec, SessionInfo
+from edgevision.errors import ArtifactError, first_line
+
+INSTALL_HINT = ("TensorRT: on Jetson it comes with JetPack (python3-libnvinfer); on desktops "
+                "`pip install tensorrt --extra-index-url https://pypi.nvidia.com`; plus "
+                "`pip install cuda-python` (or `pip install 'edgevision[runtime]'`)")
+
+
+class TensorRTBackend(Backend):
+    """Runs serialized TensorRT engines on the GPU (name-based tensor API, CUDA streams)."""
+
+    name = "tensorrt"
+    suffixes = (".engine", ".plan")
+
+    @classmethod
+    def availability(cls) -> Availability:
+        try:
+            from edgevision.backends.tensorrt.runtime import gpu_info, tensorrt_version
+
+            version = tensorrt_version()
+            gpu = gpu_info()
+        except ImportError as exc:
+            return Availability(False, f"tensorrt or cuda-python cannot be imported "
+                                       f"({first_line(exc)}); {INSTALL_HINT}")
+        except RuntimeError as exc:  # no GPU, driver problems
+            return Availability(False, f"no usable CUDA GPU ({first_line(exc)})")
+        return Availability(True, f"TensorRT {version} on {gpu.name}")
+
+    def _open_impl(self) -> None:
+        from edgevision.backends.tensorrt.metadata import check_compatible, read_metadata
+        from edgevision.backends.tensorrt.runtime import EngineSession, gpu_info, tensorrt_version
+
+        self.metadata = read_metadata(self.artifact)
+        check_compatible(self.metadata, tensorrt_version(), gpu_info(), self.artifact)
+        self.device = "cuda"
+        self._session = EngineSession(self.artifact, self.metadata)
+
+    def _close_impl(self) -> None:
+        self._session.close()
+
+    def _input_spec_impl(self) -> InputSpec:
+        meta = self.metadata.input
+        batch = None if meta.min_shape[0] != meta.max_shape[0] else meta.max_shape[0]
+        return InputSpec(meta.name, (batch, *meta.max_shape[1:]), "float32")
+
+    def _info_impl(self) -> SessionInfo:
+        return SessionInfo(device="cuda", precision=self.metadata.precision, threads=None,
+                           details={"tensorrt": self.metadata.tensorrt_version,
+                                    "gpu": self.metadata.gpu.name,
+                                    "flags": self.metadata.flags})
+
+    def _run_impl(self, batch: np.ndarray) -> np.ndarray:
+        low, high = self.metadata.input.min_shape[0], self.metadata.input.max_shape[0]
+        if not low <= len(batch) <= high:
+            raise ArtifactError(f"{self.artifact.name}: batch {len(batch)} is outside the "
+                                f"engine's optimization profile ({low}..{high}); rebuild with "
+                                "engine.max_batch / --max-batch")
+        return self._session.infer(batch)
+
+    def timing_breakdown(self) -> dict[str, Any]:
+        """GPU compute and host↔device copy times (CUDA events) of the runs so far, in ms."""
+        return self._session.breakdown()

@@ -1,0 +1,100 @@
+"""trtexec as an alternative builder and benchmark, and the parser of its performance summary."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edgevision.errors import BackendUnavailableError, EdgevisionError
+from edgevision.io import atomic_path
+
+#: "[I] GPU Compute Time: min = 0.61 ms, max = 0.79 ms, mean = 0.63 ms, median = 0.62 ms, ..."
+_STATS = re.compile(r"(?P<key>min|max|mean|median|percentile\((?P<pct>[\d.]+)%\))\s*=\s*"
+                    r"(?P<value>[\d.eE+-]+)\s*ms")
+_SECTIONS = {"Latency": "latency", "Enqueue Time": "enqueue", "H2D Latency": "h2d",
+             "GPU Compute Time": "gpu_compute", "D2H Latency": "d2h"}
+
+
+@dataclass(frozen=True)
+class TimeStats:
+    """One line of trtexec's summary, in ms."""
+
+    min: float
+    max: float
+    mean: float
+    median: float
+    percentiles: dict[str, float]
+
+
+@dataclass(frozen=True)
+class TrtexecSummary:
+    """trtexec's ``=== Performance summary ===``: throughput (queries per second) and times."""
+
+    throughput_qps: float
+    times: dict[str, TimeStats]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"throughput_qps": self.throughput_qps,
+                "times": {k: asdict(v) for k, v in self.times.items()}}
+
+
+def parse_performance_summary(log: str) -> TrtexecSummary:
+    """Parse the performance summary of a trtexec log (TensorRT 8.6–10 format)."""
+    start = log.find("=== Performance summary ===")
+    if start < 0:
+        raise EdgevisionError("no '=== Performance summary ===' section in the trtexec output "
+                              "(did the run fail? see its log)")
+    throughput = None
+    times: dict[str, TimeStats] = {}
+    for line in log[start:].splitlines():
+        text = re.sub(r"^\[[^\]]*\]\s*(\[[A-Z]\]\s*)?", "", line.strip())
+        if text.startswith("Throughput:"):
+            throughput = float(text.split(":", 1)[1].split()[0])
+            continue
+        label, _, rest = text.partition(":")
+        if label in _SECTIONS:
+            values = {m["pct"] or m["key"]: float(m["value"]) for m in _STATS.finditer(rest)}
+            if {"min", "max", "mean", "median"} <= values.keys():
+                times[_SECTIONS[label]] = TimeStats(
+                    values.pop("min"), values.pop("max"), values.pop("mean"),
+                    values.pop("median"), {f"p{k}": v for k, v in values.items()})
+    if throughput is None or "gpu_compute" not in times:
+        raise EdgevisionError("the trtexec performance summary lacks Throughput or GPU Compute "
+                              "Time lines")
+    return TrtexecSummary(throughput, times)
+
+
+def trtexec_path() -> str:
+    """The trtexec executable on PATH (JetPack: /usr/src/tensorrt/bin)."""
+    found = shutil.which("trtexec") or (
+        "/usr/src/tensorrt/bin/trtexec" if Path("/usr/src/tensorrt/bin/trtexec").is_file()
+        else None)
+    if found is None:
+        raise BackendUnavailableError("trtexec is not on PATH (JetPack: /usr/src/tensorrt/bin; "
+                                      "desktop: the TensorRT tar/zip package's bin folder)")
+    return found
+
+
+def run_trtexec(command: list[str], engine: Path | None = None) -> str:
+    """Run trtexec; return its output. With ``engine``, the build writes to a temporary name
+    renamed into place only on success."""
+    command = [trtexec_path(), *command[1:]]
+    if engine is None:
+        return _run(command)
+    with atomic_path(engine) as tmp:
+        command = [f"--saveEngine={tmp}" if arg.startswith("--saveEngine=") else arg
+                   for arg in command]
+        return _run(command)
+
+
+def _run(command: list[str]) -> str:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    output = result.stdout + result.stderr
+    if result.returncode != 0:
+        errors = [line for line in output.splitlines() if "[E]" in line][-3:]
+        raise EdgevisionError(f"trtexec failed (exit {result.returncode}): "
+                              f"{' | '.join(errors) or output.strip().splitlines()[-1:]}")
+    return output

@@ -1,0 +1,105 @@
+"""The engine-build step: TensorRT engines from a run's ONNX graphs (``engine:`` in a recipe)
+or from one ONNX file (``edgevision build``), each with its metadata file. TensorRT itself is
+used only inside ``edgevision.backends.tensorrt``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgevision.backends.tensorrt.plan import BuildPlan, plan_build, trtexec_text
+from edgevision.data.sources import cache_dir
+from edgevision.errors import BackendUnavailableError, EdgevisionError
+from edgevision.progress import log
+from edgevision.recipe.schema import EngineSpec
+
+#: the ONNX graph each engine precision is built from, in a run directory
+SOURCE_GRAPHS = {"fp32": "model.onnx", "fp16": "model.onnx", "int8": "model.int8.onnx",
+                 "int8+fp16": "model.int8.onnx"}
+
+
+@dataclass
+class EngineResult:
+    """An engine built (``engine`` set) or not (``error``), with its trtexec equivalent."""
+
+    precision: str
+    onnx: Path
+    engine: Path | None
+    trtexec: str
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"precision": self.precision, "onnx": str(self.onnx),
+                "engine": str(self.engine) if self.engine else None, "trtexec": self.trtexec,
+                "error": self.error}
+
+
+def engine_name(precision: str) -> str:
+    return f"model.{precision.replace('+', '-')}.engine"
+
+
+def plan_for(onnx: Path, engine: Path, precision: str, spec: EngineSpec,
+             opt_batch: int | None = None) -> BuildPlan:
+    """The build plan for ``onnx``: its input name and sample shape read from the graph."""
+    from edgevision.export.onnx import load_onnx, read_metadata
+
+    graph = load_onnx(onnx, load_weights=False).graph
+    dims = graph.input[0].type.tensor_type.shape.dim
+    sample = tuple(d.dim_value for d in dims[1:])
+    if not sample or any(d <= 0 for d in sample):
+        raise EdgevisionError(f"{onnx}: the input's non-batch dimensions must be fixed, got "
+                              f"{sample}")
+    if precision.startswith("int8"):
+        target = read_metadata(onnx).get("quantization", {}).get("target")
+        if target != "tensorrt":
+            raise EdgevisionError(
+                f"{onnx}: INT8 engines are built from an explicit-quantization graph for "
+                f"TensorRT (quantize stage with target: tensorrt); this graph's target is "
+                f"{target or 'none (not quantized)'}")
+    timing_cache = cache_dir() / "tensorrt" / "timing.cache"
+    return plan_build(onnx, engine, precision, spec, graph.input[0].name, sample, opt_batch,
+                      timing_cache)
+
+
+def build_engine(onnx: Path, engine: Path, precision: str, spec: EngineSpec,
+                 opt_batch: int | None = None) -> EngineResult:
+    """Build one engine (TensorRT Python API or trtexec) and write its metadata file; where
+    TensorRT is unavailable, raise with the reason and the equivalent trtexec command."""
+    from edgevision.backends.tensorrt import TensorRTBackend
+
+    plan = plan_for(onnx, engine, precision, spec, opt_batch)
+    command = trtexec_text(plan)
+    log(f"TensorRT {precision} engine {engine.name}; trtexec equivalent: {command}")
+    if spec.builder == "python":
+        available = TensorRTBackend.availability()
+        if not available.ok:
+            raise BackendUnavailableError(f"{available.reason}. Equivalent build: {command}")
+    from edgevision.backends.tensorrt.build import build_with_plan
+
+    build_with_plan(plan, spec.builder)
+    return EngineResult(precision, onnx, engine, command)
+
+
+def build_run_engines(run_path: Path, spec: EngineSpec, opt_batch: int | None
+                      ) -> list[EngineResult]:
+    """Every precision of ``spec`` from the run's graphs; failures (TensorRT missing, a graph
+    not quantized for TensorRT, a parser error) are kept as results with ``error``."""
+    results = []
+    for precision in spec.precisions:
+        onnx = run_path / SOURCE_GRAPHS[precision]
+        engine = run_path / engine_name(precision)
+        try:
+            if not onnx.is_file():
+                raise EdgevisionError(f"{onnx.name} is not in the run (int8 engines need a "
+                                      "quantize stage with target: tensorrt)")
+            results.append(build_engine(onnx, engine, precision, spec, opt_batch))
+        except EdgevisionError as exc:
+            log(f"[yellow]engine {precision} not built: {exc}[/yellow]")
+            command = ""
+            try:
+                command = trtexec_text(plan_for(onnx, engine, precision, spec, opt_batch))
+            except EdgevisionError:
+                pass
+            results.append(EngineResult(precision, onnx, None, command, str(exc)))
+    return results
