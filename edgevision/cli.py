@@ -103,6 +103,60 @@ def quantize(
 
 @app.command()
 @user_errors
+def build(
+    onnx: Annotated[Path, typer.Argument(help="The ONNX file (model.onnx; for int8, the "
+                                               "quantize stage's tensorrt-target graph).")],
+    precision: Annotated[str, typer.Option(help="fp32, fp16, int8 or int8+fp16.")] = "fp16",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Engine file (default: "
+                                             "<onnx stem>.<precision>.engine beside it).")] = None,
+    min_batch: Annotated[int, typer.Option(help="Profile: smallest batch.")] = 1,
+    opt_batch: Annotated[int | None, typer.Option(help="Profile: batch to tune for "
+                                                       "(default: max).")] = None,
+    max_batch: Annotated[int, typer.Option(help="Profile: largest batch.")] = 64,
+    workspace_mb: Annotated[int, typer.Option(help="Builder workspace limit, MiB.")] = 1024,
+    optimization_level: Annotated[int, typer.Option(help="Builder optimization level 0-5.")] = 3,
+    timing_cache: Annotated[Path | None, typer.Option(help="Timing cache file to re-use.")] = None,
+    hardware_compatibility: Annotated[str, typer.Option(
+        help="none, or ampere_plus (runs on any Ampere+ GPU).")] = "none",
+    version_compatible: Annotated[bool, typer.Option(
+        help="Runs on later TensorRT versions too.")] = False,
+    dla_core: Annotated[int | None, typer.Option(help="Jetson DLA core.")] = None,
+    sparsity: Annotated[bool, typer.Option(help="Allow 2:4 sparse kernels.")] = False,
+    builder: Annotated[str, typer.Option(help="python (TensorRT API) or trtexec.")] = "python",
+    print_trtexec: Annotated[bool, typer.Option(
+        "--print-trtexec", help="Only print the equivalent trtexec command.")] = False,
+) -> None:
+    """Build a TensorRT engine (and its metadata file) from an ONNX file; prints the
+    equivalent trtexec command. Needs TensorRT and a GPU (or trtexec with --builder trtexec)."""
+    from pydantic import ValidationError
+
+    from edgevision.engines import build_engine, engine_name, plan_for
+    from edgevision.errors import EdgevisionError as Error
+    from edgevision.recipe.schema import EngineSpec
+    from edgevision.validation import format_validation_error
+
+    try:
+        spec = EngineSpec(precisions=[precision], min_batch=min_batch, opt_batch=opt_batch,
+                          max_batch=max_batch, workspace_mb=workspace_mb,
+                          optimization_level=optimization_level, timing_cache=timing_cache,
+                          hardware_compatibility=hardware_compatibility,  # type: ignore[arg-type]
+                          version_compatible=version_compatible, dla_core=dla_core,
+                          sparsity=sparsity, builder=builder)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise Error(format_validation_error(exc, EngineSpec, "--")) from None
+    engine = out or onnx.with_name(onnx.stem + engine_name(precision).removeprefix("model"))
+    if print_trtexec:
+        from edgevision.backends.tensorrt.plan import trtexec_text
+
+        console.print(trtexec_text(plan_for(onnx, engine, precision, spec)), highlight=False,
+                      soft_wrap=True)
+        return
+    result = build_engine(onnx, engine, precision, spec)
+    console.print(f"engine: {result.engine} (metadata: {result.engine}.json)", highlight=False)
+
+
+@app.command()
+@user_errors
 def train(recipe: RecipeArg, set_: SetOpt = None, out: OutOpt = None, force: ForceOpt = False,
           resume: ResumeOpt = False) -> None:
     """Train or fine-tune the recipe's model (its train section) and save model.pt.

@@ -4,6 +4,7 @@ used only inside ``edgevision.backends.tensorrt``."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ def engine_name(precision: str) -> str:
 def plan_for(onnx: Path, engine: Path, precision: str, spec: EngineSpec,
              opt_batch: int | None = None) -> BuildPlan:
     """The build plan for ``onnx``: its input name and sample shape read from the graph."""
-    from edgevision.export.onnx import load_onnx, read_metadata
+    from edgevision.onnxmeta import load_onnx, read_metadata
 
     graph = load_onnx(onnx, load_weights=False).graph
     dims = graph.input[0].type.tensor_type.shape.dim
@@ -97,9 +98,7 @@ def build_run_engines(run_path: Path, spec: EngineSpec, opt_batch: int | None
         except EdgevisionError as exc:
             log(f"[yellow]engine {precision} not built: {exc}[/yellow]")
             command = ""
-            try:
+            with contextlib.suppress(EdgevisionError):
                 command = trtexec_text(plan_for(onnx, engine, precision, spec, opt_batch))
-            except EdgevisionError:
-                pass
             results.append(EngineResult(precision, onnx, None, command, str(exc)))
     return results

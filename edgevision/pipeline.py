@@ -110,6 +110,7 @@ def _run(recipe: Recipe, out: Path | None, *, force: bool, resume: bool,
         save_models(state)
         export_models(state)
         _run_stages(state, "artifact")
+        _build_engines(state)
         run.write_manifest(step="benchmark", artifacts=state.artifacts, info=state.info)
         report = _benchmark(state)
         run.write_manifest(status="complete", step="done")
@@ -286,6 +287,21 @@ def export_models(state: PipelineState) -> None:
         checks[variant] = check.to_dict()
         state.add_artifact(variant, path)
     state.info["export"] = checks
+
+
+def _build_engines(state: PipelineState) -> None:
+    """The recipe's TensorRT engines; where TensorRT is missing each one is recorded as not
+    built, with the reason and the equivalent trtexec command, and the run goes on."""
+    spec = state.recipe.engine
+    if spec is None:
+        return
+    from edgevision.engines import build_run_engines
+
+    results = build_run_engines(state.run.path, spec, max(state.recipe.benchmark.batch_sizes))
+    for result in results:
+        if result.engine is not None:
+            state.add_artifact(f"{state.variant}-trt-{result.precision}", result.engine)
+    state.info["engines"] = [r.to_dict() for r in results]
 
 
 def _search(state: PipelineState) -> dict[str, Any]:

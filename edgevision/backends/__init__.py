@@ -1,7 +1,7 @@
-"""Backends behind one small interface: PyTorch eager (baseline) and ONNX Runtime.
+"""Backends behind one small interface: PyTorch eager (baseline), ONNX Runtime and TensorRT.
 
-TensorRT gets its own package here (``edgevision.backends.tensorrt``) in a later version; it is
-the only place allowed to import ``tensorrt``.
+``edgevision.backends.tensorrt`` is the only package allowed to import ``tensorrt`` (a ruff
+rule), and only lazily.
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from pathlib import Path
 from edgevision.backends.base import Availability, Backend, InputSpec, SessionInfo
 from edgevision.backends.onnxruntime import OnnxRuntimeBackend
 from edgevision.backends.pytorch import PyTorchBackend
+from edgevision.backends.tensorrt import TensorRTBackend
 from edgevision.registry import Registry
 
 BACKENDS: Registry[type[Backend]] = Registry("backend", hint="see `edgevision list backends`")
 BACKENDS.register("pytorch")(PyTorchBackend)
 BACKENDS.register("onnxruntime")(OnnxRuntimeBackend)
+BACKENDS.register("tensorrt")(TensorRTBackend)
 
 
 def get_backend(name: str) -> type[Backend]:

@@ -68,7 +68,7 @@ class OnnxRuntimeBackend(Backend):
                            details={"providers": self._session.get_providers()})
 
     def _precision(self) -> str:
-        from edgevision.export.onnx import read_metadata
+        from edgevision.onnxmeta import read_metadata
 
         meta: dict[str, Any] = read_metadata(self.artifact)
         return str(meta.get("precision", "fp32"))

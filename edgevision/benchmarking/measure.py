@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -26,8 +27,10 @@ class LatencyStats:
     p99_ms: float
     max_ms: float
     throughput_ips: float
+    #: backends that time on the device (TensorRT: CUDA events): GPU compute and copies, ms
+    device_times: dict[str, Any] | None = None
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -49,6 +52,9 @@ def measure_latency(session: Backend, batch: np.ndarray, warmup: int,
     """Time ``session.run(batch)``: ``warmup`` untimed runs, then ``iterations`` timed ones."""
     for _ in range(warmup):
         session.run(batch)
+    reset = getattr(session, "reset_timing_breakdown", None)
+    if reset:
+        reset()  # device-side times cover the timed runs only
     times = np.empty(iterations, dtype=np.float64)
     for i in range(iterations):
         start = time.perf_counter()
@@ -56,11 +62,13 @@ def measure_latency(session: Backend, batch: np.ndarray, warmup: int,
         times[i] = time.perf_counter() - start
     ms = times * 1000.0
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return LatencyStats(
+    stats = LatencyStats(
         batch=len(batch), warmup=warmup, iterations=iterations, mean_ms=float(ms.mean()),
         std_ms=float(ms.std()), min_ms=float(ms.min()), p50_ms=float(p50), p90_ms=float(p90),
         p99_ms=float(p99), max_ms=float(ms.max()),
         throughput_ips=float(len(batch) * 1000.0 / p50))
+    breakdown = getattr(session, "timing_breakdown", None)
+    return replace(stats, device_times=breakdown()) if breakdown else stats
 
 
 def measure_accuracy(session: Backend, data: EvalSet, batch_size: int) -> AccuracyResult:

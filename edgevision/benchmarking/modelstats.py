@@ -15,7 +15,7 @@ import onnx
 from rich.markup import escape
 
 from edgevision.errors import ArtifactError, first_line
-from edgevision.export.onnx import load_onnx
+from edgevision.onnxmeta import load_onnx
 from edgevision.progress import log
 
 

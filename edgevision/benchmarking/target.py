@@ -120,12 +120,18 @@ def _artifact_preprocess(artifact: Path, recipe: Recipe | None) -> Preprocess:
 def _artifact_metadata(artifact: Path) -> dict[str, Any]:
     """edgevision's metadata stored in an artifact (preprocessing, labels, ...)."""
     if artifact.suffix == ".onnx":
-        from edgevision.export.onnx import read_metadata
+        from edgevision.onnxmeta import read_metadata
 
         return read_metadata(artifact)
+    if artifact.suffix in (".engine", ".plan"):
+        from edgevision.backends.tensorrt.metadata import read_metadata as engine_metadata
+
+        meta = engine_metadata(artifact)
+        return {"preprocess": meta.preprocess, "labels": meta.labels,
+                "precision": meta.precision}
     if artifact.suffix == ".pt":
         from edgevision.models import load_model_file
 
         return load_model_file(artifact)[1]
     raise ArtifactError(f"{artifact}: unsupported artifact type {artifact.suffix!r} "
-                        "(.onnx or .pt)")
+                        "(.onnx, .pt or .engine)")

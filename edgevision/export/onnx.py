@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +14,18 @@ import onnx
 import torch
 from torch import nn
 
-from edgevision.errors import ArtifactError, ExportError, first_line
+from edgevision.errors import ExportError, first_line
 from edgevision.io import atomic_path
+from edgevision.onnxmeta import (  # noqa: F401  (re-exported: the export's public names)
+    INPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAME,
+    load_onnx,
+    read_metadata,
+    set_metadata,
+    write_metadata,
+)
 from edgevision.recipe.schema import ExportSpec
-
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
-METADATA_KEY = "edgevision"
 
 
 def export_onnx(model: nn.Module, sample: np.ndarray, path: Path, spec: ExportSpec,
@@ -47,24 +51,6 @@ def export_onnx(model: nn.Module, sample: np.ndarray, path: Path, spec: ExportSp
                               f"{first_line(exc)}") from exc
         proto.producer_name = "edgevision"
         set_metadata(proto, metadata)
-        onnx.save(proto, str(tmp))
-    return path
-
-
-def set_metadata(proto: onnx.ModelProto, metadata: dict[str, Any]) -> None:
-    """Store ``metadata`` as edgevision's JSON entry in ``proto.metadata_props`` (replacing it)."""
-    kept = [(p.key, p.value) for p in proto.metadata_props if p.key != METADATA_KEY]
-    del proto.metadata_props[:]
-    for key, value in [*kept, (METADATA_KEY, json.dumps(metadata))]:
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-
-
-def write_metadata(path: Path, metadata: dict[str, Any]) -> Path:
-    """Rewrite the ONNX file ``path`` with edgevision's ``metadata`` (atomically)."""
-    proto = load_onnx(path)
-    set_metadata(proto, metadata)
-    with atomic_path(path) as tmp:
         onnx.save(proto, str(tmp))
     return path
 
@@ -160,27 +146,3 @@ def _run_onnx_batches(path: Path, images: np.ndarray) -> tuple[np.ndarray, list[
         outputs.append(session.run(None, {graph_input.name: chunk})[0])
         rows += [0] if start == -1 else list(range(start, start + step))
     return np.concatenate(outputs), rows
-
-
-def read_metadata(path: Path) -> dict[str, Any]:
-    """edgevision's metadata stored in an ONNX file ({} when absent); corrupt files raise."""
-    proto = load_onnx(path, load_weights=False)
-    for entry in proto.metadata_props:
-        if entry.key == METADATA_KEY:
-            try:
-                return dict(json.loads(entry.value))
-            except (json.JSONDecodeError, TypeError, ValueError) as exc:
-                raise ArtifactError(f"{path}: its edgevision metadata is not valid JSON "
-                                    f"({first_line(exc)})") from None
-    return {}
-
-
-def load_onnx(path: Path, load_weights: bool = True) -> onnx.ModelProto:
-    """Load an ONNX file, turning a missing or corrupt file into a one-line ``ArtifactError``."""
-    if not path.is_file():
-        raise ArtifactError(f"ONNX file {str(path)!r} not found")
-    try:
-        return onnx.load(str(path), load_external_data=load_weights)
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise ArtifactError(f"{path} is not a valid ONNX model ({type(exc).__name__}: "
-                            f"{first_line(exc)})") from None

@@ -22,7 +22,7 @@ SHOWN_LAYERS = 10
 @register_stage("quantize", QuantizeConfig, phase="artifact")
 def run_quantize(config: QuantizeConfig, state: PipelineState) -> None:
     """Quantize the run's final ``model.onnx`` into the precisions the config asks for."""
-    from edgevision.export.onnx import read_metadata
+    from edgevision.onnxmeta import read_metadata
     from edgevision.quantization.run import clean_work
 
     fp32 = state.run.path / "model.onnx"
@@ -45,7 +45,7 @@ def _variant(state: PipelineState, precision: str) -> str:
 
 def _int8(config: QuantizeConfig, state: PipelineState, fp32: Path,
           metadata: dict[str, Any], work: Path) -> dict[str, Any]:
-    from edgevision.export.onnx import write_metadata
+    from edgevision.onnxmeta import write_metadata
     from edgevision.quantization.run import quantize_model
 
     result = quantize_model(fp32, fp32.with_name("model.int8.onnx"), config, state.dataset, work)
@@ -82,7 +82,7 @@ def _wants_qat(config: QuantizeConfig, info: dict[str, Any]) -> bool:
 
 def _qat(config: QuantizeConfig, state: PipelineState, fp32: Path, metadata: dict[str, Any],
          work: Path, variant: str) -> dict[str, Any]:
-    from edgevision.export.onnx import write_metadata
+    from edgevision.onnxmeta import write_metadata
     from edgevision.quantization.run import qat_quantize
 
     module = state.model.module if state.model is not None else _run_model(state)
@@ -104,7 +104,7 @@ def _run_model(state: PipelineState) -> Any:
 def _fp16(state: PipelineState, fp32: Path, metadata: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
-    from edgevision.export.onnx import write_metadata
+    from edgevision.onnxmeta import write_metadata
     from edgevision.quantization.check import run_logits
     from edgevision.quantization.fp16 import convert_fp16
 

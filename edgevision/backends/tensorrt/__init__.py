@@ -75,3 +75,7 @@ class TensorRTBackend(Backend):
     def timing_breakdown(self) -> dict[str, Any]:
         """GPU compute and host↔device copy times (CUDA events) of the runs so far, in ms."""
         return self._session.breakdown()
+
+    def reset_timing_breakdown(self) -> None:
+        """Forget the device-side times so far (after warm-up)."""
+        self._session.times.clear()

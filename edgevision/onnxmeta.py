@@ -1,0 +1,61 @@
+"""ONNX files and edgevision's metadata in them (preprocessing, labels, precision...).
+
+Needs only the ``onnx`` package — no torch — so reading an artifact's metadata works on a
+device with just a runtime installed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from edgevision.errors import ArtifactError, first_line
+from edgevision.io import atomic_path
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+METADATA_KEY = "edgevision"
+
+def set_metadata(proto: onnx.ModelProto, metadata: dict[str, Any]) -> None:
+    """Store ``metadata`` as edgevision's JSON entry in ``proto.metadata_props`` (replacing it)."""
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key != METADATA_KEY]
+    del proto.metadata_props[:]
+    for key, value in [*kept, (METADATA_KEY, json.dumps(metadata))]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def write_metadata(path: Path, metadata: dict[str, Any]) -> Path:
+    """Rewrite the ONNX file ``path`` with edgevision's ``metadata`` (atomically)."""
+    proto = load_onnx(path)
+    set_metadata(proto, metadata)
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
+    return path
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """edgevision's metadata stored in an ONNX file ({} when absent); corrupt files raise."""
+    proto = load_onnx(path, load_weights=False)
+    for entry in proto.metadata_props:
+        if entry.key == METADATA_KEY:
+            try:
+                return dict(json.loads(entry.value))
+            except (json.JSONDecodeError, TypeError, ValueError) as exc:
+                raise ArtifactError(f"{path}: its edgevision metadata is not valid JSON "
+                                    f"({first_line(exc)})") from None
+    return {}
+
+
+def load_onnx(path: Path, load_weights: bool = True) -> onnx.ModelProto:
+    """Load an ONNX file, turning a missing or corrupt file into a one-line ``ArtifactError``."""
+    if not path.is_file():
+        raise ArtifactError(f"ONNX file {str(path)!r} not found")
+    try:
+        return onnx.load(str(path), load_external_data=load_weights)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise ArtifactError(f"{path} is not a valid ONNX model ({type(exc).__name__}: "
+                            f"{first_line(exc)})") from None
