@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgevision.benchmarking.modelstats import onnx_macs_params
+from edgevision.benchmarking.onnxstats import onnx_macs_params
 from edgevision.data import Dataset
 from edgevision.errors import ArtifactError, ExportError
 from edgevision.export import INPUT_NAME, OUTPUT_NAME, export_onnx, read_metadata, verify_onnx

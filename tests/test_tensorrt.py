@@ -1,0 +1,185 @@
+"""The TensorRT backend. Pure parts (build plan, trtexec command and log parsing, engine
+metadata and its compatibility check, the torch-free device path) run everywhere; building and
+running engines needs TensorRT and a GPU and skips, saying why, where they are missing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgevision.backends.tensorrt.metadata import (
+    EngineInput,
+    EngineMetadata,
+    GpuInfo,
+    check_compatible,
+    read_metadata,
+    write_metadata,
+)
+from edgevision.backends.tensorrt.plan import plan_build, trtexec_command
+from edgevision.errors import ArtifactError, BackendUnavailableError
+from edgevision.recipe.schema import EngineSpec
+
+ORIN = GpuInfo(name="Orin", compute_capability=(8, 7))
+
+
+def metadata(**changes: object) -> EngineMetadata:
+    base = EngineMetadata(
+        tensorrt_version="10.3.0", gpu=ORIN, precision="fp16", flags=["FP16"],
+        hardware_compatibility="none", version_compatible=False, dla_core=None,
+        input=EngineInput(name="input", dtype="float32", min_shape=[1, 3, 32, 32],
+                          opt_shape=[64, 3, 32, 32], max_shape=[64, 3, 32, 32]),
+        output_name="logits", preprocess={"image_size": None, "resize": None,
+                                          "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+                                          "channels": 3},
+        labels=["a", "b"], onnx_file="model.onnx", onnx_sha256="0" * 64,
+        trtexec_command="trtexec --onnx=model.onnx", built_with="python")
+    return base.model_copy(update=changes)
+
+
+@pytest.mark.parametrize(("precision", "flags"), [
+    ("fp32", []), ("fp16", ["--fp16"]), ("int8", ["--int8"]), ("int8+fp16", ["--int8", "--fp16"])])
+def test_precision_flags_and_trtexec_command(precision: str, flags: list[str]) -> None:
+    spec = EngineSpec(precisions=[precision], min_batch=1, max_batch=32, workspace_mb=512,
+                      optimization_level=4)
+    plan = plan_build(Path("m.onnx"), Path("m.engine"), precision, spec, "input", (3, 32, 32),
+                      opt_batch=8, timing_cache=Path("t.cache"))
+    assert plan.profile.min_shape == (1, 3, 32, 32) and plan.profile.opt_shape == (8, 3, 32, 32)
+    assert plan.profile.max_shape == (32, 3, 32, 32)
+    assert plan.profile.contains(32) and not plan.profile.contains(33)
+    command = trtexec_command(plan)
+    assert command[:3] == ["trtexec", "--onnx=m.onnx", "--saveEngine=m.engine"]
+    assert "--minShapes=input:1x3x32x32" in command and "--maxShapes=input:32x3x32x32" in command
+    assert "--memPoolSize=workspace:512M" in command
+    assert "--builderOptimizationLevel=4" in command and "--timingCacheFile=t.cache" in command
+    assert [c for c in command if c in ("--fp16", "--int8")] == flags
+
+
+def test_deployment_options_map_to_flags_and_trtexec() -> None:
+    spec = EngineSpec(hardware_compatibility="ampere_plus", version_compatible=True, dla_core=0,
+                      sparsity=True)
+    plan = plan_build(Path("m.onnx"), Path("m.engine"), "fp16", spec, "input", (3, 32, 32))
+    assert set(plan.flags) == {"FP16", "VERSION_COMPATIBLE", "GPU_FALLBACK", "SPARSE_WEIGHTS"}
+    command = trtexec_command(plan)
+    for expected in ("--hardwareCompatibilityLevel=ampere+", "--versionCompatible",
+                     "--useDLACore=0", "--allowGPUFallback", "--sparsity=enable"):
+        assert expected in command
+
+
+def test_profile_must_be_ordered() -> None:
+    with pytest.raises(ValueError, match="min_batch ≤ opt_batch ≤ max_batch"):
+        EngineSpec(min_batch=8, opt_batch=4, max_batch=64)
+
+
+def test_metadata_round_trip_and_corruption(tmp_path: Path) -> None:
+    engine = tmp_path / "model.fp16.engine"
+    write_metadata(engine, metadata())
+    assert read_metadata(engine) == metadata()
+    assert json.loads((tmp_path / "model.fp16.engine.json").read_text())["schema"] == \
+        "edgevision.engine/1"
+    (tmp_path / "model.fp16.engine.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="not valid edgevision engine metadata"):
+        read_metadata(engine)
+    with pytest.raises(ArtifactError, match="metadata file other.engine.json is missing"):
+        read_metadata(tmp_path / "other.engine")
+
+
+def test_engine_from_another_tensorrt_or_gpu_is_refused_with_how_to_rebuild() -> None:
+    engine = Path("model.fp16.engine")
+    check_compatible(metadata(), "10.3.0.26", ORIN, engine)  # same x.y.z: fine
+    with pytest.raises(BackendUnavailableError,
+                       match=r"built with TensorRT 10.3.0; this machine has TensorRT 10.13.0: "
+                             r"rebuild it here: edgevision build model.onnx --precision fp16"):
+        check_compatible(metadata(), "10.13.0", ORIN, engine)
+    check_compatible(metadata(version_compatible=True), "10.13.0", ORIN, engine)
+    h100 = GpuInfo(name="NVIDIA H100", compute_capability=(9, 0))
+    with pytest.raises(BackendUnavailableError, match=r"built for Orin \(compute capability "
+                                                      r"8.7.*this GPU is NVIDIA H100 \(9.0\)"):
+        check_compatible(metadata(), "10.3.0", h100, engine)
+    check_compatible(metadata(hardware_compatibility="ampere_plus"), "10.3.0", h100, engine)
+
+
+def test_int8_engine_needs_the_tensorrt_target_graph(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgevision.engines import plan_for
+    from edgevision.errors import EdgevisionError
+    from edgevision.onnxmeta import write_metadata as write_onnx_metadata
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["input"], ["logits"])], "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3, 32, 32])])
+    path = tmp_path / "model.int8.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    write_onnx_metadata(path, {"quantization": {"target": "cpu"}})
+    with pytest.raises(EdgevisionError, match="this graph's target is cpu"):
+        plan_for(path, tmp_path / "m.engine", "int8", EngineSpec())
+    write_onnx_metadata(path, {"quantization": {"target": "tensorrt"}})
+    plan = plan_for(path, tmp_path / "m.engine", "int8", EngineSpec())
+    assert plan.flags == ("INT8",) and plan.profile.max_shape == (64, 3, 32, 32)
+
+
+BLOCKED = ("torch", "torchvision", "onnxruntime", "onnx", "onnxscript", "torch_pruning",
+           "matplotlib")
+
+
+def test_engine_benchmark_path_is_torch_free(tmp_path: Path) -> None:
+    """`edgevision benchmark model.engine --data DIR` with torch, onnx and onnxruntime made
+    unimportable: it reaches the TensorRT backend and reports why it cannot run here."""
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        Image.new("RGB", (32, 32), (10, 200, 30)).save(tmp_path / "data" / label / "0.png")
+    engine = tmp_path / "model.fp16.engine"
+    engine.write_bytes(b"not really an engine")
+    write_metadata(engine, metadata())
+    code = (f"import sys\nfor m in {BLOCKED!r}: sys.modules[m] = None\n"
+            "from edgevision.cli import main\n"
+            f"sys.argv = ['edgevision', 'benchmark', {str(engine)!r}, '--data', "
+            f"{str(tmp_path / 'data')!r}, '--backend', 'tensorrt', '--json']\n"
+            "main()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False)
+    output = result.stdout + result.stderr
+    assert "halted; None in sys.modules" not in output, output  # nothing blocked was imported
+    report = json.loads(result.stdout)
+    (row,) = report["rows"]
+    assert row["backend"] == "tensorrt" and row["error"]
+    available = __import__("edgevision.backends.tensorrt", fromlist=["x"]).TensorRTBackend
+    if not available.availability().ok:
+        assert "tensorrt" in row["error"].lower()
+
+
+def test_importing_the_backend_does_not_import_tensorrt() -> None:
+    code = ("import sys; import edgevision.backends.tensorrt, edgevision.engines; "
+            "print('tensorrt' in sys.modules)")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout
+    assert output.strip() == "False"
+
+
+@pytest.mark.slow
+def test_recipe_engines_without_tensorrt_are_recorded_not_fatal(tiny_recipe, tmp_path: Path
+                                                                 ) -> None:
+    from edgevision.backends.tensorrt import TensorRTBackend
+    from edgevision.pipeline import compress
+    from edgevision.recipe import load_recipe
+
+    if TensorRTBackend.availability().ok:
+        pytest.skip("TensorRT is available here: tests/test_tensorrt_gpu.py covers builds")
+    recipe = load_recipe(tiny_recipe(engine={"precisions": ["fp16", "int8"]},
+                                     benchmark={"backends": ["onnxruntime"],
+                                                "batch_sizes": [1], "iterations": 2}))
+    result = compress(recipe, out=tmp_path / "run")
+    manifest = json.loads((tmp_path / "run" / "run.json").read_text())
+    fp16, int8 = manifest["info"]["engines"]
+    assert fp16["engine"] is None and "tensorrt" in fp16["error"].lower()
+    assert fp16["trtexec"].startswith("trtexec --onnx=") and "--fp16" in fp16["trtexec"]
+    assert int8["engine"] is None and "model.int8.onnx is not in the run" in int8["error"]
+    assert result.report is not None and manifest["status"] == "complete"
