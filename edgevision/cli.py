@@ -28,6 +28,9 @@ app.add_typer(list_app, name="list")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: modules of the `compress` extra; a device install (core + runtime) has none of them
+COMPRESS_STACK = {"torch", "torchvision", "onnx", "onnxruntime", "onnxscript", "torch_pruning"}
+
 RecipeArg = Annotated[str, typer.Argument(
     help="Recipe YAML file, or the name of a bundled recipe (see `edgevision list recipes`).")]
 SetOpt = Annotated[list[str] | None, typer.Option(
@@ -53,6 +56,13 @@ def user_errors(func: F) -> F:
         except EdgevisionError as exc:
             console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False,
                           soft_wrap=True)
+            raise typer.Exit(2) from None
+        except ModuleNotFoundError as exc:
+            if exc.name not in COMPRESS_STACK:
+                raise
+            message = (f"{func.__name__} needs {exc.name}, which is not installed: "
+                       "pip install 'edgevision[compress]'")
+            console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             hint = " (compress/train: --resume continues the run)" if func.__name__ in (

@@ -40,3 +40,13 @@ def test_recipe_with_quantize_validates_without_onnxruntime() -> None:
                            "validate_recipe({'name': 'q', 'model': {'name': 'resnet18'}, "
                            "'data': {'root': 'x'}, 'stages': [{'kind': 'quantize'}]})")
     assert not {"torch", "onnxruntime"} & loaded
+
+
+def test_compress_without_the_compress_extra_says_what_to_install() -> None:
+    code = ("import sys\nsys.modules['torch'] = None\nfrom edgevision.cli import main\n"
+            "sys.argv = ['edgevision', 'compress', 'quickstart']\nmain()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 2
+    assert "compress needs torch, which is not installed: pip install 'edgevision[compress]'" \
+        in result.stderr
