@@ -185,10 +185,12 @@ def train(recipe: RecipeArg, set_: SetOpt = None, out: OutOpt = None, force: For
 @user_errors
 def benchmark(
     target: Annotated[Path, typer.Argument(
-        help="A run directory (every artifact in it), an .onnx file or an edgevision .pt file.")],
+        help="A run directory (every artifact in it), an .onnx, edgevision .pt or .engine "
+             "file.")],
     backend: Annotated[list[str] | None, typer.Option(
-        "--backend", "-b", help="Backend to run (repeatable): pytorch, onnxruntime. "
-                                "Default: the recipe's, else both.")] = None,
+        "--backend", "-b", help="Backend to run (repeatable): pytorch, onnxruntime, tensorrt. "
+                                "Default: the recipe's, else every backend that runs the "
+                                "file.")] = None,
     batch: Annotated[list[int] | None, typer.Option(
         "--batch", min=1,
         help="Batch size to time (repeatable). Default: the recipe's, else 1 and 64.")] = None,
@@ -215,14 +217,23 @@ def benchmark(
                             "a run directory; none for a single file).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
+    trtexec: Annotated[bool, typer.Option(
+        "--trtexec", help="For an .engine file: also time it with trtexec (on PATH) and add its "
+                          "performance summary (GPU compute, H2D/D2H) to the report.")] = False,
 ) -> None:
-    """Measure latency (p50/p90/p99, throughput) and accuracy of model artifacts."""
+    """Measure latency (p50/p90/p99, throughput) and accuracy of model artifacts: .onnx (ONNX
+    Runtime), edgevision .pt (PyTorch), .engine (TensorRT; needs no PyTorch)."""
     from edgevision.benchmarking import report_table
     from edgevision.benchmarking.target import benchmark as run_benchmark
 
     report = run_benchmark(target, backends=backend, batch_sizes=batch, data=data,
                            recipe=recipe, threads=threads, warmup=warmup,
                            iterations=iterations, limit=limit, device=device, out=out)
+    if trtexec:
+        from edgevision.engines import trtexec_summaries
+
+        report["trtexec"] = trtexec_summaries(target, report["settings"]["batch_sizes"],
+                                              report["settings"]["iterations"])
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:

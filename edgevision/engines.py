@@ -102,3 +102,18 @@ def build_run_engines(run_path: Path, spec: EngineSpec, opt_batch: int | None
                 command = trtexec_text(plan_for(onnx, engine, precision, spec, opt_batch))
             results.append(EngineResult(precision, onnx, None, command, str(exc)))
     return results
+
+
+def trtexec_summaries(engine: Path, batch_sizes: list[int], iterations: int
+                      ) -> dict[str, Any]:
+    """trtexec's own measurement of ``engine`` at each batch size (trtexec on PATH)."""
+    from edgevision.backends.tensorrt.metadata import read_metadata
+    from edgevision.backends.tensorrt.trtexec import trtexec_benchmark
+
+    if engine.suffix not in (".engine", ".plan"):
+        raise EdgevisionError(f"--trtexec measures TensorRT engines, not {engine.name}")
+    meta = read_metadata(engine)
+    return {str(batch): trtexec_benchmark(engine, meta.input.name,
+                                          (batch, *meta.input.max_shape[1:]),
+                                          iterations).to_dict()
+            for batch in batch_sizes}

@@ -53,7 +53,7 @@ def test_precision_flags_and_trtexec_command(precision: str, flags: list[str]) -
     command = trtexec_command(plan)
     assert command[:3] == ["trtexec", "--onnx=m.onnx", "--saveEngine=m.engine"]
     assert "--minShapes=input:1x3x32x32" in command and "--maxShapes=input:32x3x32x32" in command
-    assert "--memPoolSize=workspace:512M" in command
+    assert "--memPoolSize=workspace:512" in command  # MiB (no suffix: every TensorRT 10)
     assert "--builderOptimizationLevel=4" in command and "--timingCacheFile=t.cache" in command
     assert [c for c in command if c in ("--fp16", "--int8")] == flags
 
@@ -142,7 +142,7 @@ def test_engine_benchmark_path_is_torch_free(tmp_path: Path) -> None:
     code = (f"import sys\nfor m in {BLOCKED!r}: sys.modules[m] = None\n"
             "from edgevision.cli import main\n"
             f"sys.argv = ['edgevision', 'benchmark', {str(engine)!r}, '--data', "
-            f"{str(tmp_path / 'data')!r}, '--backend', 'tensorrt', '--json']\n"
+            f"{str(tmp_path / 'data')!r}, '--json']\n"
             "main()\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=False)
@@ -183,3 +183,37 @@ def test_recipe_engines_without_tensorrt_are_recorded_not_fatal(tiny_recipe, tmp
     assert fp16["trtexec"].startswith("trtexec --onnx=") and "--fp16" in fp16["trtexec"]
     assert int8["engine"] is None and "model.int8.onnx is not in the run" in int8["error"]
     assert result.report is not None and manifest["status"] == "complete"
+
+
+LOGS = Path(__file__).parent / "data" / "trtexec"
+
+
+def test_trtexec_summary_parsed_from_real_logs() -> None:
+    from edgevision.backends.tensorrt.trtexec import parse_performance_summary
+
+    desktop = parse_performance_summary((LOGS / "trt10.13-summary.log").read_text())
+    assert desktop.throughput_qps == 0.562059
+    compute = desktop.times["gpu_compute"]
+    assert (compute.min, compute.median, compute.percentiles["p99"]) == (1655.52, 1667.19, 1673.94)
+    assert desktop.times["d2h"].min == 0.0585938 and set(desktop.times) == {
+        "latency", "enqueue", "h2d", "gpu_compute", "d2h"}
+    jetson = parse_performance_summary(
+        (LOGS / "trt10.3-jetson-nodatatransfers.log").read_text())
+    assert jetson.throughput_qps == 318.007 and jetson.times["h2d"].median == 0.0
+    assert jetson.times["latency"].percentiles == {"p90": 3.14587, "p95": 3.14771, "p99": 3.15039}
+
+
+def test_trtexec_failure_without_summary_is_one_line() -> None:
+    from edgevision.backends.tensorrt.trtexec import parse_performance_summary
+    from edgevision.errors import EdgevisionError
+
+    with pytest.raises(EdgevisionError, match="no '=== Performance summary ===' section"):
+        parse_performance_summary("[E] Error[4]: ... &&&& FAILED TensorRT.trtexec")
+
+
+def test_dla_needs_reduced_precision() -> None:
+    from edgevision.errors import EdgevisionError
+
+    with pytest.raises(EdgevisionError, match="DLA runs FP16 or INT8 layers only"):
+        plan_build(Path("m.onnx"), Path("m.engine"), "fp32", EngineSpec(dla_core=0), "input",
+                   (3, 32, 32))

@@ -39,6 +39,10 @@ def benchmark(target: Path, *, backends: list[str] | None = None,
         raise ArtifactError(f"benchmark target {str(target)!r} not found")
     run = RunDir.open(target) if target.is_dir() else None
     base = _recipe_for(run, recipe)
+    if not backends and run is None and base is None:  # a lone file: every backend that runs it
+        from edgevision.backends import BACKENDS
+
+        backends = [name for name in BACKENDS if BACKENDS.get(name).accepts(target)]
     spec = _settings(base.benchmark if base else BenchmarkSpec(), backends=backends,
                      batch_sizes=batch_sizes, threads=threads, warmup=warmup,
                      iterations=iterations, device=device)

@@ -58,6 +58,9 @@ def plan_build(onnx: Path, engine: Path, precision: str, spec: EngineSpec, input
     if precision not in PRECISION_FLAGS:
         raise EdgevisionError(f"unknown engine precision {precision!r} "
                               f"({', '.join(PRECISION_FLAGS)})")
+    if spec.dla_core is not None and precision == "fp32":
+        raise EdgevisionError("DLA runs FP16 or INT8 layers only: use precision fp16, int8 or "
+                              "int8+fp16 with dla_core")
     opt = spec.opt_batch or min(max(opt_batch or spec.max_batch, spec.min_batch), spec.max_batch)
     flags = list(PRECISION_FLAGS[precision])
     if spec.version_compatible:
@@ -85,7 +88,7 @@ def trtexec_command(plan: BuildPlan) -> list[str]:
                f"--minShapes={name}:{_dims(plan.profile.min_shape)}",
                f"--optShapes={name}:{_dims(plan.profile.opt_shape)}",
                f"--maxShapes={name}:{_dims(plan.profile.max_shape)}",
-               f"--memPoolSize=workspace:{plan.workspace_bytes >> 20}M",
+               f"--memPoolSize=workspace:{plan.workspace_bytes >> 20}",  # MiB
                f"--builderOptimizationLevel={plan.optimization_level}"]
     command += [f"--{flag.lower()}" for flag in plan.flags if flag in ("FP16", "INT8")]
     if plan.timing_cache is not None:

@@ -98,3 +98,12 @@ def _run(command: list[str]) -> str:
         raise EdgevisionError(f"trtexec failed (exit {result.returncode}): "
                               f"{' | '.join(errors) or output.strip().splitlines()[-1:]}")
     return output
+
+
+def trtexec_benchmark(engine: Path, input_name: str, shape: tuple[int, ...],
+                      iterations: int, warmup_ms: int = 200) -> TrtexecSummary:
+    """Time ``engine`` with trtexec at ``shape`` and parse its performance summary."""
+    dims = "x".join(str(d) for d in shape)
+    output = run_trtexec(["trtexec", f"--loadEngine={engine}", f"--shapes={input_name}:{dims}",
+                          f"--iterations={iterations}", f"--warmUp={warmup_ms}"])
+    return parse_performance_summary(output)
