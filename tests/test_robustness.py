@@ -142,7 +142,7 @@ def test_failed_run_records_its_error(tiny_recipe, tmp_path: Path,
     def broken_export(state: object) -> None:
         raise EdgevisionError("export exploded [on purpose]")
 
-    monkeypatch.setattr(pipeline, "_export", broken_export)
+    monkeypatch.setattr(pipeline, "export_models", broken_export)
     out = tmp_path / "run"
     result = runner.invoke(app, ["compress", str(tiny_recipe()), "--out", str(out)])
     assert result.exit_code == 2

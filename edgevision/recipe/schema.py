@@ -159,8 +159,9 @@ class EngineSpec(Strict):
     optimization_level: int = Field(3, ge=0, le=5, description="builder optimization level "
                                     "(0-5; higher builds slower, may run faster)")
     timing_cache: Path | None = Field(
-        None, description="timing cache file re-used between builds (default: one per GPU and "
-        "TensorRT version in the edgevision cache)")
+        None, description="timing cache file re-used between builds (default: tensorrt/"
+        "timing.cache in the edgevision cache); one from another GPU or TensorRT version is "
+        "replaced")
     hardware_compatibility: Literal["none", "ampere_plus"] = Field(
         "none", description="ampere_plus: the engine runs on any Ampere-or-newer GPU "
         "(slower kernels may be chosen)")

@@ -61,7 +61,9 @@ def _build_python(plan: BuildPlan) -> None:
     cache_file = plan.timing_cache
     cache = config.create_timing_cache(cache_file.read_bytes() if cache_file and
                                        cache_file.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        # a cache from another GPU or TensorRT version: start a fresh one (it replaces the file)
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError(f"TensorRT could not build {plan.engine.name} from {plan.onnx.name} "
