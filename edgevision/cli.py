@@ -228,16 +228,18 @@ def benchmark(
 
     report = run_benchmark(target, backends=backend, batch_sizes=batch, data=data,
                            recipe=recipe, threads=threads, warmup=warmup,
-                           iterations=iterations, limit=limit, device=device, out=out)
-    if trtexec:
-        from edgevision.engines import trtexec_summaries
-
-        report["trtexec"] = trtexec_summaries(target, report["settings"]["batch_sizes"],
-                                              report["settings"]["iterations"])
+                           iterations=iterations, limit=limit, device=device, out=out,
+                           trtexec=trtexec)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         console.print(report_table(report))
+        for batch_size, summary in report.get("trtexec", {}).items():
+            times = summary["times"]
+            console.print(f"trtexec batch {batch_size}: {summary['throughput_qps']:.1f} qps, "
+                          f"GPU compute median {times['gpu_compute']['median']:.3f} ms, H2D "
+                          f"{times.get('h2d', {}).get('median', 0):.3f} ms, D2H "
+                          f"{times.get('d2h', {}).get('median', 0):.3f} ms", highlight=False)
 
 
 @app.command()

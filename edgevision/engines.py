@@ -46,7 +46,13 @@ def plan_for(onnx: Path, engine: Path, precision: str, spec: EngineSpec,
     from edgevision.onnxmeta import load_onnx, read_metadata
 
     graph = load_onnx(onnx, load_weights=False).graph
+    if len(graph.input) != 1 or len(graph.output) != 1:
+        raise EdgevisionError(f"{onnx}: an engine is built from a graph with one input and one "
+                              f"output (this one has {len(graph.input)} and {len(graph.output)})")
     dims = graph.input[0].type.tensor_type.shape.dim
+    if dims and dims[0].dim_value > 0:
+        raise EdgevisionError(f"{onnx}: its batch dimension is fixed at {dims[0].dim_value}; "
+                              "export with export.dynamic_batch: true for an engine profile")
     sample = tuple(d.dim_value for d in dims[1:])
     if not sample or any(d <= 0 for d in sample):
         raise EdgevisionError(f"{onnx}: the input's non-batch dimensions must be fixed, got "
@@ -60,7 +66,7 @@ def plan_for(onnx: Path, engine: Path, precision: str, spec: EngineSpec,
                 f"{target or 'none (not quantized)'}")
     timing_cache = cache_dir() / "tensorrt" / "timing.cache"
     return plan_build(onnx, engine, precision, spec, graph.input[0].name, sample, opt_batch,
-                      timing_cache)
+                      timing_cache, output_name=graph.output[0].name)
 
 
 def build_engine(onnx: Path, engine: Path, precision: str, spec: EngineSpec,
@@ -114,6 +120,6 @@ def trtexec_summaries(engine: Path, batch_sizes: list[int], iterations: int
         raise EdgevisionError(f"--trtexec measures TensorRT engines, not {engine.name}")
     meta = read_metadata(engine)
     return {str(batch): trtexec_benchmark(engine, meta.input.name,
-                                          (batch, *meta.input.max_shape[1:]),
-                                          iterations).to_dict()
+                                          (batch, *meta.input.max_shape[1:]), iterations,
+                                          dla_core=meta.dla_core).to_dict()
             for batch in batch_sizes}

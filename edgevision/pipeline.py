@@ -148,8 +148,10 @@ def quantize_run(run_dir: Path, recipe: Recipe | None = None) -> list[dict[str, 
     for config in stages:
         log(f"stage {config.kind} on {run.path / ONNX_FILE}")
         get_stage(config.kind).handler(config, state)
-    added = {a["path"] for a in state.artifacts}
-    kept = [a for a in manifest.get("artifacts", []) if a["path"] not in added]
+    from edgevision.stages.quantize import DERIVED_FILES
+
+    # the stage removed every graph of an earlier quantization; so does the manifest
+    kept = [a for a in manifest.get("artifacts", []) if a["path"] not in DERIVED_FILES]
     run.write_manifest(artifacts=[*kept, *state.artifacts], info=state.info)
     return state.artifacts
 
@@ -297,6 +299,9 @@ def _build_engines(state: PipelineState) -> None:
         return
     from edgevision.engines import build_run_engines
 
+    if "tensorrt" not in state.recipe.benchmark.backends:
+        log("[yellow]engine: benchmark.backends lacks tensorrt, so the engines are built but "
+            "not measured[/yellow]")
     results = build_run_engines(state.run.path, spec, max(state.recipe.benchmark.batch_sizes))
     for result in results:
         if result.engine is not None:

@@ -137,7 +137,7 @@ def test_unavailable_backend_is_recorded_not_raised(
 
     run_dir, recipe_path, _ = search_run
     recipe = load_recipe(recipe_path)
-    spec = SearchSpec.model_validate({**SEARCH, "backend": "pytorch"})
+    spec = SearchSpec.model_validate(SEARCH).model_copy(update={"backend": "pytorch"})
     candidate = Candidate("base/fp32", 0.0, "fp32", "search/base/model.onnx")
     measured = measure_candidates([candidate], spec, Dataset.from_spec(recipe.data).eval_set(),
                                   run_dir, tmp_path / "m.json")

@@ -27,19 +27,22 @@ def benchmark(target: Path, *, backends: list[str] | None = None,
               recipe: Path | None = None, threads: int | None = None,
               warmup: int | None = None, iterations: int | None = None,
               limit: int | None = None, device: str | None = None,
-              out: Path | None = None) -> dict[str, Any]:
+              out: Path | None = None, trtexec: bool = False) -> dict[str, Any]:
     """Benchmark ``target`` (a run directory, an ``.onnx`` file or an edgevision ``.pt`` file).
 
     Settings come from the run's (or ``recipe``'s) benchmark section, overridden by the
     arguments given. Evaluation data: ``data`` (an ImageFolder split, or a dataset root/archive
     holding the eval split), else the recipe's eval split. The report is written to ``out``
-    (default: the run directory; nowhere for a single file) and returned.
+    (default: the run directory; nowhere for a single file) and returned. ``trtexec`` (an
+    ``.engine`` file only) adds trtexec's own performance summary per batch size.
     """
     if not target.exists():
         raise ArtifactError(f"benchmark target {str(target)!r} not found")
     run = RunDir.open(target) if target.is_dir() else None
+    if trtexec and target.suffix not in (".engine", ".plan"):
+        raise ArtifactError(f"--trtexec measures TensorRT engines, not {target.name}")
     base = _recipe_for(run, recipe)
-    if not backends and run is None and base is None:  # a lone file: every backend that runs it
+    if not backends and run is None:  # a lone file: every backend that runs it
         from edgevision.backends import BACKENDS
 
         backends = [name for name in BACKENDS if BACKENDS.get(name).accepts(target)]
@@ -59,6 +62,10 @@ def benchmark(target: Path, *, backends: list[str] | None = None,
     rows = benchmark_artifacts(artifacts, spec, eval_set)
     report = build_report(rows, spec, {"target": str(target),
                                        "recipe": base.name if base else None})
+    if trtexec:
+        from edgevision.engines import trtexec_summaries
+
+        report["trtexec"] = trtexec_summaries(target, spec.batch_sizes, spec.iterations)
     folder = out or (run.path / BENCHMARK_DIR if run else None)
     if folder is not None:
         write_report(report, folder)

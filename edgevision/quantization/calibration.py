@@ -49,22 +49,30 @@ def calibration_images(spec: CalibrationSpec, dataset: Dataset) -> tuple[EvalSet
     """The calibration set the spec names, and a fingerprint of exactly which images it holds."""
     if spec.images == "train":
         images = dataset.calibration_set()
-        identity = json.dumps(dataset.calibration_manifest(), sort_keys=True)
+        identity = json.dumps({"root": str(Path(dataset.spec.root).resolve()),
+                               **dataset.calibration_manifest()}, sort_keys=True)
     else:
         path = Path(spec.images)
         if path.is_dir():
             source = ImageFilesSource.scan(path)
             images = EvalSet(source, list(range(len(source))), dataset.preprocess,
                              name="calibration")
-            identity = json.dumps([str(p) for p in source.files])
+            identity = json.dumps([_file_identity(p) for p in source.files])
         elif path.is_file():
             images = _listed_images(path, dataset)
-            identity = path.read_text(encoding="utf-8")
+            identity = json.dumps([path.read_text(encoding="utf-8"),
+                                   str(Path(dataset.spec.root).resolve())])
         else:
             raise DataError(f"calibration images {spec.images!r}: no such list file or folder "
                             "(use 'train', calibration/<name>.txt or a folder of images)")
     fingerprint = json.dumps({"images": identity, "preprocess": dataset.preprocess.to_dict()})
     return images, fingerprint
+
+
+def _file_identity(path: Path) -> str:
+    """Path, size and modification time: a replaced image changes the key."""
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def _listed_images(list_file: Path, dataset: Dataset) -> EvalSet:
@@ -126,8 +134,12 @@ class BatchReader(CalibrationDataReader):  # type: ignore[misc]
 
 
 def cache_key(model_path: Path, fingerprint: str, settings: dict[str, object]) -> str:
-    """sha256 of the FP32 model's bytes, the calibration images and the range settings."""
+    """sha256 of the FP32 model's bytes, the calibration images, the range settings and the
+    ONNX Runtime version (its pre-processing shapes the calibrated graph)."""
+    import onnxruntime
+
     digest = hashlib.sha256(model_path.read_bytes())
+    digest.update(onnxruntime.__version__.encode())
     digest.update(fingerprint.encode())
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()

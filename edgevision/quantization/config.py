@@ -81,6 +81,9 @@ class QuantizeConfig(StageConfig):
             raise ValueError("qat.when: if_ptq_misses needs accuracy_budget")
         if self.qat.when != "never" and "int8" not in self.precisions:
             raise ValueError("qat needs int8 in precisions")
+        if self.qat.when != "never" and (not self.per_channel or self.reduce_range):
+            raise ValueError("qat trains on per-channel 8-bit weights: it needs per_channel: "
+                             "true and reduce_range: false")
         return self
 
     @field_validator("precisions")

@@ -213,6 +213,18 @@ class Recipe(Strict):
         return SearchSpec.model_validate(value)
 
     @model_validator(mode="after")
+    def _engine_profile_covers_benchmark(self) -> Recipe:
+        engine = self.engine
+        if engine is not None and "tensorrt" in self.benchmark.backends:
+            outside = [b for b in self.benchmark.batch_sizes
+                       if not engine.min_batch <= b <= engine.max_batch]
+            if outside:
+                raise ValueError(f"benchmark.batch_sizes {outside} are outside the engine "
+                                 f"profile {engine.min_batch}..{engine.max_batch} "
+                                 "(engine.min_batch/max_batch)")
+        return self
+
+    @model_validator(mode="after")
     def _search_replaces_stages(self) -> Recipe:
         if self.search is not None and self.stages:
             raise ValueError("a recipe with `search` builds its own prune/distill/quantize "

@@ -43,7 +43,7 @@ class Candidate:
 
 def level_name(level: float) -> str:
     """``base`` for the unpruned model, else ``pruned<percent of MACs removed>``."""
-    return "base" if level == 0 else f"pruned{round(level * 100)}"
+    return "base" if level == 0 else f"pruned{level * 100:g}"
 
 
 def build_candidates(state: PipelineState, spec: SearchSpec) -> list[Candidate]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -75,7 +76,9 @@ class SearchSpec(BaseModel):
             except ValidationError as exc:
                 raise ValueError(format_validation_error(
                     exc, config, prefix=f"search.{section}.")) from None
-        BACKENDS.get(self.backend)
+        if not BACKENDS.get(self.backend).accepts(Path("candidate.onnx")):
+            raise ValueError(f"search.backend {self.backend!r} does not run ONNX graphs (the "
+                             "candidates); use onnxruntime")
         return self
 
     def prune_config(self, level: float) -> Any:

@@ -67,20 +67,26 @@ class Measurement:
 
 def measure_candidates(candidates: list[Candidate], spec: SearchSpec, eval_set: EvalSet,
                        run_dir: Path, cache: Path) -> dict[str, Measurement]:
-    """Measure every candidate not in ``cache`` yet; the cache is updated and returned."""
+    """Measure the candidates ``cache`` does not hold yet and return every measurement.
+
+    Accuracy is measured once per candidate (and cached at once). Timing is all-or-nothing:
+    whenever any candidate lacks it, every runnable candidate is timed again in the same
+    interleaved rounds, so figures compared in one report always come from one session.
+    """
     done = _load(cache)
-    todo = [c for c in candidates if c.name not in done]
-    for candidate in todo:
-        if candidate.error:
+    for candidate in candidates:
+        if candidate.error and candidate.name not in done:
             done[candidate.name] = Measurement(candidate.name, spec.backend,
                                                error=candidate.error)
-    todo = [c for c in todo if not c.error]
-    if not todo:
+    runnable = [c for c in candidates if not c.error and c.path]
+    if all(c.name in done and done[c.name].timings for c in runnable):
         return done
     batches = sorted({1, spec.batch})
     with contextlib.ExitStack() as stack:
-        sessions = _open_sessions(todo, spec, run_dir, stack, done)
+        sessions = _open_sessions(runnable, spec, run_dir, stack, done)
         for name, session in list(sessions.items()):
+            if done[name].top1 is not None:
+                continue  # accuracy cached from an earlier (interrupted) search
             log(f"search: accuracy of {name} ({len(eval_set)} {eval_set.name} images)")
             try:
                 accuracy = measure_accuracy(session, eval_set, max(spec.batch, 32))
@@ -90,24 +96,34 @@ def measure_candidates(candidates: list[Candidate], spec: SearchSpec, eval_set: 
                 continue
             done[name].top1, done[name].top5 = accuracy.top1, accuracy.top5
             done[name].images = accuracy.images
-        samples = _interleaved_rounds(sessions, spec, eval_set, batches)
+            _save(cache, done)
+        samples = _interleaved_rounds(sessions, spec, eval_set, batches, done)
         for name, by_batch in samples.items():
-            done[name].timings = [_timing(batch, rounds) for batch, rounds in by_batch.items()]
-    # errors are not cached: a re-run tries those candidates again
-    write_json_atomic(cache, {n: m.to_dict() for n, m in done.items() if m.error is None})
+            if done[name].error is None:
+                done[name].timings = [_timing(batch, rounds)
+                                      for batch, rounds in by_batch.items()]
+    _save(cache, done)
     return done
 
 
-def _open_sessions(todo: list[Candidate], spec: SearchSpec, run_dir: Path,
+def _save(cache: Path, done: dict[str, Measurement]) -> None:
+    # errors are not cached: a re-run tries those candidates again
+    write_json_atomic(cache, {n: m.to_dict() for n, m in done.items() if m.error is None})
+
+
+def _open_sessions(runnable: list[Candidate], spec: SearchSpec, run_dir: Path,
                    stack: contextlib.ExitStack, done: dict[str, Measurement]
                    ) -> dict[str, Backend]:
     backend = get_backend(spec.backend)
     sessions: dict[str, Backend] = {}
-    for candidate in todo:
+    for candidate in runnable:
         assert candidate.path is not None
         path = run_dir / candidate.path
-        measurement = Measurement(candidate.name, spec.backend, size_bytes=path.stat().st_size)
-        done[candidate.name] = measurement
+        measurement = done.get(candidate.name)
+        if measurement is None or measurement.error:
+            measurement = Measurement(candidate.name, spec.backend,
+                                      size_bytes=path.stat().st_size)
+            done[candidate.name] = measurement
         try:
             sessions[candidate.name] = stack.enter_context(
                 backend(path, threads=spec.threads or usable_cores()))
@@ -118,7 +134,8 @@ def _open_sessions(todo: list[Candidate], spec: SearchSpec, run_dir: Path,
 
 
 def _interleaved_rounds(sessions: dict[str, Backend], spec: SearchSpec, eval_set: EvalSet,
-                        batches: list[int]) -> dict[str, dict[int, list[np.ndarray]]]:
+                        batches: list[int], done: dict[str, Measurement]
+                        ) -> dict[str, dict[int, list[np.ndarray]]]:
     names = list(sessions)
     if not names:
         return {}
@@ -130,11 +147,16 @@ def _interleaved_rounds(sessions: dict[str, Backend], spec: SearchSpec, eval_set
         for round_index in range(spec.rounds):
             shift = round_index % len(names)
             for name in names[shift:] + names[:shift]:
-                for batch in batches:
-                    warmup = spec.warmup if round_index == 0 else 1
-                    samples[name][batch].append(
-                        _time(sessions[name], inputs[batch], warmup, spec.iterations))
                 bar.advance(task)
+                if done[name].error:
+                    continue
+                try:
+                    for batch in batches:
+                        warmup = spec.warmup if round_index == 0 else 1
+                        samples[name][batch].append(
+                            _time(sessions[name], inputs[batch], warmup, spec.iterations))
+                except EdgevisionError as exc:  # keep timing the others
+                    done[name].error = str(exc)
     return samples
 
 

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 #: rows of the sensitivity table printed on the console (report.json holds them all)
 SHOWN_LAYERS = 10
+#: every file this stage may write next to model.onnx (removed before it runs again)
+DERIVED_FILES = ("model.int8.onnx", "model.int8-mixed.onnx", "model.int8-qat.onnx",
+                 "model.fp16.onnx")
 
 
 @register_stage("quantize", QuantizeConfig, phase="artifact")
@@ -27,6 +30,8 @@ def run_quantize(config: QuantizeConfig, state: PipelineState) -> None:
 
     fp32 = state.run.path / "model.onnx"
     metadata = read_metadata(fp32)
+    for name in DERIVED_FILES:  # a graph from earlier settings must not outlive them
+        (state.run.path / name).unlink(missing_ok=True)
     work = state.run.path / "quantize"
     record: dict[str, Any] = {}
     try:
@@ -90,7 +95,9 @@ def _qat(config: QuantizeConfig, state: PipelineState, fp32: Path, metadata: dic
                           state.dataset, state.recipe.export, metadata, state.run.path, work)
     write_metadata(result.path, {**metadata, "variant": f"{variant}-qat", "precision": "int8",
                                  "quantization": {"target": config.target, "qat": True,
-                                                  "calibration": result.info["calibration"]}})
+                                                  "calibration": {
+                                                      **result.info["calibration"],
+                                                      "cache": None}}})
     state.add_artifact(f"{variant}-qat", result.path)
     return result.info
 

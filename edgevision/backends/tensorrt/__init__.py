@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgevision.backends.base import Availability, Backend, InputSpec, SessionInfo
-from edgevision.errors import ArtifactError, first_line
+from edgevision.errors import ArtifactError, EdgevisionError, first_line
 
 INSTALL_HINT = ("TensorRT: on Jetson it comes with JetPack (python3-libnvinfer); on desktops "
                 "`pip install tensorrt --extra-index-url https://pypi.nvidia.com`; plus "
@@ -37,7 +37,7 @@ class TensorRTBackend(Backend):
         except ImportError as exc:
             return Availability(False, f"tensorrt or cuda-python cannot be imported "
                                        f"({first_line(exc)}); {INSTALL_HINT}")
-        except RuntimeError as exc:  # no GPU, driver problems
+        except (RuntimeError, EdgevisionError) as exc:  # no GPU, driver problems
             return Availability(False, f"no usable CUDA GPU ({first_line(exc)})")
         return Availability(True, f"TensorRT {version} on {gpu.name}")
 
@@ -69,8 +69,22 @@ class TensorRTBackend(Backend):
         if not low <= len(batch) <= high:
             raise ArtifactError(f"{self.artifact.name}: batch {len(batch)} is outside the "
                                 f"engine's optimization profile ({low}..{high}); rebuild with "
-                                "engine.max_batch / --max-batch")
+                                "engine.min_batch/max_batch (--min-batch/--max-batch)")
         return self._session.infer(batch)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Outputs for any number of images: chunks of the profile's largest batch, the last
+        one padded up to its smallest (for accuracy runs, not for timing)."""
+        low, high = self.metadata.input.min_shape[0], self.metadata.input.max_shape[0]
+        outputs = []
+        for start in range(0, len(images), high):
+            chunk = images[start:start + high]
+            count = len(chunk)
+            if count < low:
+                chunk = np.concatenate([chunk, np.zeros((low - count, *chunk.shape[1:]),
+                                                        chunk.dtype)])
+            outputs.append(self.run(chunk)[:count])
+        return np.concatenate(outputs)
 
     def timing_breakdown(self) -> dict[str, Any]:
         """GPU compute and host↔device copy times (CUDA events) of the runs so far, in ms."""

@@ -19,11 +19,18 @@ from edgevision.io import atomic_path
 
 
 def build_with_plan(plan: BuildPlan, builder: str) -> Path:
-    """Build ``plan.engine`` and its metadata file; nothing is left under the engine's name
-    when the build fails."""
+    """Build ``plan.engine`` and its metadata file. A failed build leaves no new engine; the
+    old metadata file goes first, so an engine never pairs with another build's metadata."""
+    from edgevision.backends.tensorrt.metadata import metadata_path
+
+    metadata_path(plan.engine).unlink(missing_ok=True)
     if builder == "trtexec":
         output = run_trtexec(trtexec_command(plan), plan.engine)
-        version, gpu = _trtexec_environment(output)
+        try:
+            version, gpu = _trtexec_environment(output)
+        except ArtifactError:
+            plan.engine.unlink(missing_ok=True)  # no engine without its metadata
+            raise
     else:
         from edgevision.backends.tensorrt.runtime import gpu_info, tensorrt_version
 
@@ -59,11 +66,7 @@ def _build_python(plan: BuildPlan) -> None:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = plan.dla_core
     cache_file = plan.timing_cache
-    cache = config.create_timing_cache(cache_file.read_bytes() if cache_file and
-                                       cache_file.is_file() else b"")
-    if not config.set_timing_cache(cache, ignore_mismatch=False):
-        # a cache from another GPU or TensorRT version: start a fresh one (it replaces the file)
-        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+    _use_timing_cache(config, cache_file)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError(f"TensorRT could not build {plan.engine.name} from {plan.onnx.name} "
@@ -73,6 +76,20 @@ def _build_python(plan: BuildPlan) -> None:
     if cache_file is not None:
         with atomic_path(cache_file) as tmp:
             tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+
+
+def _use_timing_cache(config: Any, cache_file: Path | None) -> None:
+    """Load the timing cache; one that is unreadable, corrupt, or from another GPU or TensorRT
+    version is replaced by a fresh one (the file is rewritten after the build)."""
+    data = b""
+    if cache_file is not None and cache_file.is_file():
+        try:
+            data = cache_file.read_bytes()
+        except OSError:
+            data = b""
+    cache = config.create_timing_cache(data) if data else None
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
 
 
 def _parser_errors(parser: Any) -> str:
@@ -101,7 +118,7 @@ def _trtexec_environment(output: str) -> tuple[str, GpuInfo]:
 def _metadata(plan: BuildPlan, version: str, gpu: GpuInfo, builder: str) -> EngineMetadata:
     import hashlib
 
-    from edgevision.onnxmeta import OUTPUT_NAME, read_metadata
+    from edgevision.onnxmeta import read_metadata
 
     source = read_metadata(plan.onnx)
     return EngineMetadata(
@@ -112,7 +129,7 @@ def _metadata(plan: BuildPlan, version: str, gpu: GpuInfo, builder: str) -> Engi
                           min_shape=list(plan.profile.min_shape),
                           opt_shape=list(plan.profile.opt_shape),
                           max_shape=list(plan.profile.max_shape)),
-        output_name=OUTPUT_NAME, preprocess=source.get("preprocess", {}),
+        output_name=plan.profile.output_name, preprocess=source.get("preprocess", {}),
         labels=list(source.get("labels", [])), onnx_file=str(plan.onnx),
         onnx_sha256=hashlib.sha256(plan.onnx.read_bytes()).hexdigest(),
         trtexec_command=trtexec_text(plan), built_with="python" if builder == "python"

@@ -24,6 +24,7 @@ class Profile:
     """One optimization profile for the input: shapes at min/opt/max batch."""
 
     input_name: str
+    output_name: str
     min_shape: tuple[int, ...]
     opt_shape: tuple[int, ...]
     max_shape: tuple[int, ...]
@@ -53,7 +54,7 @@ class BuildPlan:
 
 def plan_build(onnx: Path, engine: Path, precision: str, spec: EngineSpec, input_name: str,
                sample_shape: tuple[int, ...], opt_batch: int | None = None,
-               timing_cache: Path | None = None) -> BuildPlan:
+               timing_cache: Path | None = None, output_name: str = "logits") -> BuildPlan:
     """The build of ``onnx`` (input ``input_name``, one sample's shape C×H×W) at ``precision``."""
     if precision not in PRECISION_FLAGS:
         raise EdgevisionError(f"unknown engine precision {precision!r} "
@@ -69,8 +70,8 @@ def plan_build(onnx: Path, engine: Path, precision: str, spec: EngineSpec, input
         flags.append("GPU_FALLBACK")
     if spec.sparsity:
         flags.append("SPARSE_WEIGHTS")
-    profile = Profile(input_name, (spec.min_batch, *sample_shape), (opt, *sample_shape),
-                      (spec.max_batch, *sample_shape))
+    profile = Profile(input_name, output_name, (spec.min_batch, *sample_shape),
+                      (opt, *sample_shape), (spec.max_batch, *sample_shape))
     return BuildPlan(onnx, engine, precision, tuple(flags), profile,
                      spec.workspace_mb * (1 << 20), spec.optimization_level,
                      spec.timing_cache or timing_cache, spec.hardware_compatibility,

@@ -14,7 +14,7 @@ import numpy as np
 import tensorrt as trt
 
 from edgevision.backends.tensorrt.metadata import EngineMetadata, GpuInfo
-from edgevision.errors import ArtifactError
+from edgevision.errors import ArtifactError, BackendUnavailableError
 
 try:  # cuda-python ≥ 12.6 (and 13) name the runtime bindings cuda.bindings.runtime
     from cuda.bindings import runtime as cudart
@@ -24,13 +24,22 @@ except ImportError:  # older cuda-python
 _LOGGER = trt.Logger(trt.Logger.WARNING)
 
 
+class CudaError(BackendUnavailableError):
+    """A CUDA runtime call failed (no GPU, out of memory, a faulting kernel)."""
+
+
 def _check(result: Any) -> Any:
     """cuda-python returns ``(error, value...)``; raise on an error, return the value(s)."""
     error, *values = result if isinstance(result, tuple) else (result,)
     if error != cudart.cudaError_t.cudaSuccess:
         _, name = cudart.cudaGetErrorName(error)
-        raise RuntimeError(f"CUDA error {name.decode() if isinstance(name, bytes) else name}")
+        raise CudaError(f"CUDA error {name.decode() if isinstance(name, bytes) else name}")
     return values[0] if len(values) == 1 else tuple(values)
+
+
+def _require(ok: bool, what: str) -> None:
+    if not ok:
+        raise ArtifactError(f"TensorRT refused to {what} (see the TensorRT log above)")
 
 
 def tensorrt_version() -> str:
@@ -40,7 +49,7 @@ def tensorrt_version() -> str:
 def gpu_info(device: int = 0) -> GpuInfo:
     """Name and compute capability of the GPU (RuntimeError when there is none)."""
     if _check(cudart.cudaGetDeviceCount()) < 1:
-        raise RuntimeError("cudaGetDeviceCount found no GPU")
+        raise CudaError("cudaGetDeviceCount found no GPU")
     props = _check(cudart.cudaGetDeviceProperties(device))
     name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else props.name
     return GpuInfo(name=name.rstrip("\x00").strip(),
@@ -58,35 +67,53 @@ class EngineSession:
         runtime = trt.Runtime(_LOGGER)
         if metadata.version_compatible:
             runtime.engine_host_code_allowed = True
+        if metadata.dla_core is not None:
+            runtime.DLA_core = metadata.dla_core
         engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
             raise ArtifactError(f"{path}: TensorRT {trt.__version__} cannot deserialize it "
                                 "(truncated, corrupt, or built by another TensorRT version; "
                                 "see the TensorRT log above)")
         self.engine, self.runtime = engine, runtime
-        self.context = engine.create_execution_context()
         self.input_name, self.output_name = metadata.input.name, metadata.output_name
+        names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
+        if names != {self.input_name, self.output_name}:
+            raise ArtifactError(f"{path}: the engine's tensors {sorted(names)} differ from its "
+                                f"metadata's ({self.input_name}, {self.output_name})")
+        self.context = engine.create_execution_context()
+        _require(self.context is not None, "create an execution context")
+        self.d_input: Any = None
+        self.d_output: Any = None
         self.input_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self.input_name)))
         self.output_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self.output_name)))
-        self.stream = _check(cudart.cudaStreamCreate())
-        self.events = [_check(cudart.cudaEventCreate()) for _ in range(4)]
+        self.stream: Any = None
+        self.events: list[Any] = []
         self.times: list[tuple[float, float, float]] = []
-        self._allocate(tuple(metadata.input.max_shape))
+        try:
+            self.stream = _check(cudart.cudaStreamCreate())
+            self.events = [_check(cudart.cudaEventCreate()) for _ in range(4)]
+            self._allocate(tuple(metadata.input.max_shape))
+        except BaseException:
+            self.close()
+            raise
 
     def _allocate(self, max_input: tuple[int, ...]) -> None:
-        self.context.set_input_shape(self.input_name, max_input)
+        _require(self.context.set_input_shape(self.input_name, max_input),
+                 f"accept input shape {max_input}")
         max_output = _shape(self.context.get_tensor_shape(self.output_name))
         self.input_bytes = int(np.prod(max_input)) * self.input_dtype.itemsize
         self.output_bytes = int(np.prod(max_output)) * self.output_dtype.itemsize
         self.d_input = _check(cudart.cudaMalloc(self.input_bytes))
         self.d_output = _check(cudart.cudaMalloc(self.output_bytes))
-        self.context.set_tensor_address(self.input_name, int(self.d_input))
-        self.context.set_tensor_address(self.output_name, int(self.d_output))
+        _require(self.context.set_tensor_address(self.input_name, int(self.d_input)) and
+                 self.context.set_tensor_address(self.output_name, int(self.d_output)),
+                 "bind the device buffers")
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch; returns the output on the host."""
         host = np.ascontiguousarray(batch, dtype=self.input_dtype)
-        self.context.set_input_shape(self.input_name, host.shape)
+        _require(self.context.set_input_shape(self.input_name, host.shape),
+                 f"accept input shape {host.shape}")
         output = np.empty(_shape(self.context.get_tensor_shape(self.output_name)),
                           dtype=self.output_dtype)
         start, copied_in, computed, copied_out = self.events
@@ -120,7 +147,11 @@ class EngineSession:
 
     def close(self) -> None:
         for pointer in (self.d_input, self.d_output):
-            cudart.cudaFree(pointer)
+            if pointer is not None:
+                cudart.cudaFree(pointer)
         for event in self.events:
             cudart.cudaEventDestroy(event)
-        cudart.cudaStreamDestroy(self.stream)
+        if self.stream is not None:
+            cudart.cudaStreamDestroy(self.stream)
+        self.d_input = self.d_output = self.stream = None
+        self.events = []

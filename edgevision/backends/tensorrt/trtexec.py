@@ -91,19 +91,27 @@ def run_trtexec(command: list[str], engine: Path | None = None) -> str:
 
 
 def _run(command: list[str]) -> str:
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise BackendUnavailableError(f"cannot run {command[0]}: {exc}") from None
     output = result.stdout + result.stderr
     if result.returncode != 0:
-        errors = [line for line in output.splitlines() if "[E]" in line][-3:]
+        lines = output.strip().splitlines()
+        errors = [line for line in lines if "[E]" in line][-3:] or lines[-1:]
         raise EdgevisionError(f"trtexec failed (exit {result.returncode}): "
-                              f"{' | '.join(errors) or output.strip().splitlines()[-1:]}")
+                              f"{' | '.join(errors) or 'no output'}")
     return output
 
 
 def trtexec_benchmark(engine: Path, input_name: str, shape: tuple[int, ...],
-                      iterations: int, warmup_ms: int = 200) -> TrtexecSummary:
+                      iterations: int, warmup_ms: int = 200,
+                      dla_core: int | None = None) -> TrtexecSummary:
     """Time ``engine`` with trtexec at ``shape`` and parse its performance summary."""
     dims = "x".join(str(d) for d in shape)
-    output = run_trtexec(["trtexec", f"--loadEngine={engine}", f"--shapes={input_name}:{dims}",
-                          f"--iterations={iterations}", f"--warmUp={warmup_ms}"])
+    command = ["trtexec", f"--loadEngine={engine}", f"--shapes={input_name}:{dims}",
+               f"--iterations={iterations}", f"--warmUp={warmup_ms}"]
+    if dla_core is not None:
+        command.append(f"--useDLACore={dla_core}")
+    output = run_trtexec(command)
     return parse_performance_summary(output)
