@@ -294,6 +294,8 @@ def test_quantize_existing_run_adds_artifacts(quantized_run: tuple[Path, dict[st
     added = quantize_run(copy, recipe)
     assert [a["variant"] for a in added] == ["fp16"]
     after = [variant for variant, _ in RunDir.open(copy).artifacts()]
-    assert sorted(after) == sorted(before)  # fp16 replaced, nothing duplicated or lost
+    # the earlier quantization's graphs are gone (files and manifest); the FP32 ones stay
+    assert sorted(after) == sorted(v for v in before if not v.startswith("int8"))
+    assert not (copy / "model.int8.onnx").exists() and (copy / "model.fp16.onnx").is_file()
     with pytest.raises(Exception, match="not an edgevision run directory"):
         quantize_run(tmp_path, recipe)
