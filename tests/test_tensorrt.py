@@ -217,3 +217,20 @@ def test_dla_needs_reduced_precision() -> None:
     with pytest.raises(EdgevisionError, match="DLA runs FP16 or INT8 layers only"):
         plan_build(Path("m.onnx"), Path("m.engine"), "fp32", EngineSpec(dla_core=0), "input",
                    (3, 32, 32))
+
+
+def test_engine_from_a_changed_onnx_is_refused(tmp_path: Path) -> None:
+    import hashlib
+
+    from edgevision.backends.tensorrt.metadata import check_source_unchanged
+
+    source = tmp_path / "model.onnx"
+    source.write_bytes(b"graph v1")
+    meta = metadata(onnx_file=str(source),
+                    onnx_sha256=hashlib.sha256(b"graph v1").hexdigest())
+    check_source_unchanged(meta, tmp_path / "model.fp16.engine")
+    source.write_bytes(b"graph v2")
+    with pytest.raises(ArtifactError, match="built from an earlier model.onnx"):
+        check_source_unchanged(meta, tmp_path / "model.fp16.engine")
+    source.unlink()
+    check_source_unchanged(meta, tmp_path / "model.fp16.engine")  # engine-only device: fine

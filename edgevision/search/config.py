@@ -39,7 +39,8 @@ class SearchSpec(BaseModel):
                                             "pick the most accurate")
     rounds: int = Field(5, ge=1, description="interleaved timing rounds over all candidates")
     iterations: int = Field(20, ge=1, description="timed runs per candidate, batch and round")
-    warmup: int = Field(5, ge=0, description="untimed runs per candidate and batch, first round")
+    warmup: int = Field(5, ge=0, description="untimed runs per candidate and batch before each "
+                        "round's timed runs")
     threads: int | None = Field(None, ge=1, description="intra-op threads (None: all cores)")
 
     @field_validator("prune_levels")

@@ -151,10 +151,9 @@ def _interleaved_rounds(sessions: dict[str, Backend], spec: SearchSpec, eval_set
                 if done[name].error:
                     continue
                 try:
-                    for batch in batches:
-                        warmup = spec.warmup if round_index == 0 else 1
+                    for batch in batches:  # warm up again: the previous candidate ran between
                         samples[name][batch].append(
-                            _time(sessions[name], inputs[batch], warmup, spec.iterations))
+                            _time(sessions[name], inputs[batch], spec.warmup, spec.iterations))
                 except EdgevisionError as exc:  # keep timing the others
                     done[name].error = str(exc)
     return samples

@@ -42,10 +42,15 @@ class TensorRTBackend(Backend):
         return Availability(True, f"TensorRT {version} on {gpu.name}")
 
     def _open_impl(self) -> None:
-        from edgevision.backends.tensorrt.metadata import check_compatible, read_metadata
+        from edgevision.backends.tensorrt.metadata import (
+            check_compatible,
+            check_source_unchanged,
+            read_metadata,
+        )
         from edgevision.backends.tensorrt.runtime import EngineSession, gpu_info, tensorrt_version
 
         self.metadata = read_metadata(self.artifact)
+        check_source_unchanged(self.metadata, self.artifact)
         check_compatible(self.metadata, tensorrt_version(), gpu_info(), self.artifact)
         self.device = "cuda"
         self._session = EngineSession(self.artifact, self.metadata)

@@ -112,6 +112,20 @@ def check_compatible(metadata: EngineMetadata, tensorrt_version: str, gpu: GpuIn
             f"this GPU is {gpu.name} ({_cc(gpu)}): {rebuild}")
 
 
+def check_source_unchanged(metadata: EngineMetadata, engine: Path) -> None:
+    """Raise when the ONNX file the engine was built from is still there but has changed
+    (re-exported or re-quantized since): the engine would run an older model."""
+    import hashlib
+
+    source = Path(metadata.onnx_file)
+    if not source.is_file():
+        return  # a device with the engine only
+    if hashlib.sha256(source.read_bytes()).hexdigest() != metadata.onnx_sha256:
+        raise ArtifactError(f"{engine.name} was built from an earlier {source.name} (its sha256 "
+                            f"differs now): rebuild it with edgevision build {source} "
+                            f"--precision {metadata.precision}")
+
+
 def _cc(gpu: GpuInfo) -> str:
     return ".".join(str(v) for v in gpu.compute_capability)
 
