@@ -88,7 +88,8 @@ def _build_level(state: PipelineState, spec: SearchSpec, level: float,
     derived: list[str] = [p for p in ("int8", "fp16") if p in spec.precisions
                or (p == "int8" and {"int8-mixed", "qat"} & set(spec.precisions))]
     if derived:
-        get_stage("quantize").handler(spec.quantize_config(derived), sub)
+        budget = _quantize_budget(state, spec, level, folder)
+        get_stage("quantize").handler(spec.quantize_config(derived, budget), sub)
     macs = sub.info["model"]["macs"]
     run_root = state.run.path
     candidates = []
@@ -97,7 +98,33 @@ def _build_level(state: PipelineState, spec: SearchSpec, level: float,
         if path.is_file():
             candidates.append(Candidate(f"{level_name(level)}/{precision}", level, precision,
                                         path.relative_to(run_root).as_posix(), macs))
-        else:  # int8-mixed / qat exist only when PTQ missed the budget
-            log(f"search: {level_name(level)}/{precision} not built (INT8 PTQ met the budget "
-                "or the stage was not asked for it)")
+        else:  # int8-mixed / qat exist only when PTQ missed a budget it could still meet
+            log(f"search: {level_name(level)}/{precision} not built (INT8 PTQ met the "
+                "remaining budget, or pruning alone already spent it)")
     return candidates
+
+
+def _quantize_budget(state: PipelineState, spec: SearchSpec, level: float,
+                     folder: Path) -> float | None:
+    """The accuracy budget left to quantization at this level: the search's budget minus what
+    pruning already cost against the unpruned model on the check images (None: no FP32
+    fallback or QAT variant is worth building, or none was asked for)."""
+    wanted = {"int8-mixed", "qat"} & set(spec.precisions)
+    if not wanted or spec.accuracy_budget is None:
+        return None
+    if level == 0:
+        return spec.accuracy_budget
+    from edgevision.quantization.check import CheckSet, compare
+    from edgevision.quantization.run import check_images
+
+    count = int(spec.quantize.get("check_images", 1000))
+    base = state.run.path / "search" / level_name(0.0) / "model.onnx"
+    check = CheckSet.build(check_images(state.dataset, count), base)
+    pruning_cost = compare(folder / "model.onnx", check).drop
+    remaining = spec.accuracy_budget - pruning_cost
+    if remaining <= 0:
+        log(f"search: pruning to {level_name(level)} alone costs {pruning_cost:.2f} points on "
+            f"the check images (budget {spec.accuracy_budget}): no {'/'.join(sorted(wanted))} "
+            "variant can meet it, none is built")
+        return None
+    return remaining

@@ -97,17 +97,19 @@ class SearchSpec(BaseModel):
             return None
         return DistillConfig.model_validate({**self.distill, "kind": "distill"})
 
-    def quantize_config(self, precisions: list[str]) -> Any:
-        """The quantize stage producing ``precisions`` (int8, fp16) of one level: with the
-        search's accuracy budget when int8-mixed or qat is wanted (QAT only when PTQ misses
-        it; always when the search has a latency budget instead)."""
+    def quantize_config(self, precisions: list[str], budget: float | None = None) -> Any:
+        """The quantize stage producing ``precisions`` (int8, fp16) of one level. ``budget``
+        (what is left of the accuracy budget at this level) enables the FP32 fallback and QAT
+        when PTQ misses it; under a latency budget QAT always runs when asked for."""
         from edgevision.quantization.config import QuantizeConfig
 
         wanted = set(self.precisions)
-        uses_budget = bool({"int8-mixed", "qat"} & wanted) and self.accuracy_budget is not None
         qat = dict(self.quantize.get("qat", {}))
-        if "qat" in wanted:
-            qat["when"] = "if_ptq_misses" if self.accuracy_budget is not None else "always"
+        qat["when"] = "never"
+        if "qat" in wanted and budget is not None:
+            qat["when"] = "if_ptq_misses"
+        elif "qat" in wanted and self.accuracy_budget is None:
+            qat["when"] = "always"
         return QuantizeConfig.model_validate({
             **self.quantize, "kind": "quantize", "precisions": precisions, "qat": qat,
-            "accuracy_budget": self.accuracy_budget if uses_budget else None})
+            "accuracy_budget": budget if "int8-mixed" in wanted or "qat" in wanted else None})
