@@ -158,8 +158,7 @@ def build(
     if print_trtexec:
         from edgevision.backends.tensorrt.plan import trtexec_text
 
-        console.print(trtexec_text(plan_for(onnx, engine, precision, spec)), highlight=False,
-                      soft_wrap=True)
+        sys.stdout.write(trtexec_text(plan_for(onnx, engine, precision, spec)) + "\n")
         return
     result = build_engine(onnx, engine, precision, spec)
     console.print(f"engine: {result.engine} (metadata: {result.engine}.json)", highlight=False)

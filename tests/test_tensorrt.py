@@ -234,3 +234,37 @@ def test_engine_from_a_changed_onnx_is_refused(tmp_path: Path) -> None:
         check_source_unchanged(meta, tmp_path / "model.fp16.engine")
     source.unlink()
     check_source_unchanged(meta, tmp_path / "model.fp16.engine")  # engine-only device: fine
+
+
+def _tiny_graph(path: Path) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["input"], ["logits"])], "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3, 32, 32])])
+    onnx.save(helper.make_model(graph), str(path))
+    return path
+
+
+def test_build_command_prints_trtexec_and_says_why_it_cannot_build(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgevision.backends.tensorrt import TensorRTBackend
+    from edgevision.cli import app
+
+    onnx_path = _tiny_graph(tmp_path / "model.onnx")
+    runner = CliRunner()
+    printed = runner.invoke(app, ["build", str(onnx_path), "--max-batch", "16",
+                                  "--print-trtexec"])
+    assert printed.exit_code == 0
+    assert "--maxShapes=input:16x3x32x32" in printed.stdout and "--fp16" in printed.stdout
+    assert "model.fp16.engine" in printed.stdout
+    if TensorRTBackend.availability().ok:
+        return
+    result = runner.invoke(app, ["build", str(onnx_path)])
+    assert result.exit_code == 2 and "Equivalent build: trtexec --onnx=" in result.output
+    assert not (tmp_path / "model.fp16.engine").exists()
+    bad = runner.invoke(app, ["build", str(onnx_path), "--min-batch", "128"])
+    assert bad.exit_code == 2 and "min_batch ≤ opt_batch ≤ max_batch" in bad.output
