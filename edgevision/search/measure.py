@@ -23,6 +23,10 @@ from edgevision.progress import log, progress_bar
 from edgevision.search.build import Candidate
 from edgevision.search.config import SearchSpec
 
+#: pause before each candidate in a round: ONNX Runtime's idle threads spin-wait for a while
+#: after a run and would steal the cores from the next candidate's first timed runs
+SETTLE_S = 0.2
+
 
 @dataclass
 class Timing:
@@ -150,6 +154,7 @@ def _interleaved_rounds(sessions: dict[str, Backend], spec: SearchSpec, eval_set
                 bar.advance(task)
                 if done[name].error:
                     continue
+                time.sleep(SETTLE_S)  # the previous session's threads stop spin-waiting
                 try:
                     for batch in batches:  # warm up again: the previous candidate ran between
                         samples[name][batch].append(
