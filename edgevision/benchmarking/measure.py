@@ -47,20 +47,26 @@ class AccuracyResult:
         return asdict(self)
 
 
-def measure_latency(session: Backend, batch: np.ndarray, warmup: int,
-                    iterations: int) -> LatencyStats:
-    """Time ``session.run(batch)``: ``warmup`` untimed runs, then ``iterations`` timed ones."""
+def time_runs(session: Backend, batch: np.ndarray, warmup: int, iterations: int) -> np.ndarray:
+    """Wall-clock ms of ``iterations`` timed ``session.run(batch)`` calls after ``warmup``
+    untimed ones (a backend's device-side times are reset to cover the timed runs only)."""
     for _ in range(warmup):
         session.run(batch)
     reset = getattr(session, "reset_timing_breakdown", None)
     if reset:
-        reset()  # device-side times cover the timed runs only
+        reset()
     times = np.empty(iterations, dtype=np.float64)
     for i in range(iterations):
         start = time.perf_counter()
         session.run(batch)
         times[i] = time.perf_counter() - start
-    ms = times * 1000.0
+    return times * 1000.0
+
+
+def measure_latency(session: Backend, batch: np.ndarray, warmup: int,
+                    iterations: int) -> LatencyStats:
+    """Time ``session.run(batch)``: ``warmup`` untimed runs, then ``iterations`` timed ones."""
+    ms = time_runs(session, batch, warmup, iterations)
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
     stats = LatencyStats(
         batch=len(batch), warmup=warmup, iterations=iterations, mean_ms=float(ms.mean()),

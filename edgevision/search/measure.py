@@ -15,7 +15,7 @@ import numpy as np
 
 from edgevision.backends import Backend, get_backend
 from edgevision.benchmarking.environment import usable_cores
-from edgevision.benchmarking.measure import measure_accuracy
+from edgevision.benchmarking.measure import measure_accuracy, time_runs
 from edgevision.data import EvalSet
 from edgevision.errors import EdgevisionError
 from edgevision.io import write_json_atomic
@@ -158,21 +158,11 @@ def _interleaved_rounds(sessions: dict[str, Backend], spec: SearchSpec, eval_set
                 try:
                     for batch in batches:  # warm up again: the previous candidate ran between
                         samples[name][batch].append(
-                            _time(sessions[name], inputs[batch], spec.warmup, spec.iterations))
+                            time_runs(sessions[name], inputs[batch], spec.warmup,
+                                      spec.iterations))
                 except EdgevisionError as exc:  # keep timing the others
                     done[name].error = str(exc)
     return samples
-
-
-def _time(session: Backend, batch: np.ndarray, warmup: int, iterations: int) -> np.ndarray:
-    for _ in range(warmup):
-        session.run(batch)
-    times = np.empty(iterations)
-    for i in range(iterations):
-        start = time.perf_counter()
-        session.run(batch)
-        times[i] = (time.perf_counter() - start) * 1000.0
-    return times
 
 
 def _timing(batch: int, rounds: list[np.ndarray]) -> Timing:
