@@ -4,7 +4,6 @@ used only inside ``edgevision.backends.tensorrt``."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,39 +72,43 @@ def build_engine(onnx: Path, engine: Path, precision: str, spec: EngineSpec,
                  opt_batch: int | None = None) -> EngineResult:
     """Build one engine (TensorRT Python API or trtexec) and write its metadata file; where
     TensorRT is unavailable, raise with the reason and the equivalent trtexec command."""
+    return build_planned(plan_for(onnx, engine, precision, spec, opt_batch), spec.builder)
+
+
+def build_planned(plan: BuildPlan, builder: str) -> EngineResult:
+    """Build the engine ``plan`` describes (see ``build_engine``)."""
     from edgevision.backends.tensorrt import TensorRTBackend
 
-    plan = plan_for(onnx, engine, precision, spec, opt_batch)
     command = trtexec_text(plan)
-    log(f"TensorRT {precision} engine {engine.name}; trtexec equivalent: {command}")
-    if spec.builder == "python":
+    log(f"TensorRT {plan.precision} engine {plan.engine.name}; trtexec equivalent: {command}")
+    if builder == "python":
         available = TensorRTBackend.availability()
         if not available.ok:
             raise BackendUnavailableError(f"{available.reason}. Equivalent build: {command}")
     from edgevision.backends.tensorrt.build import build_with_plan
 
-    build_with_plan(plan, spec.builder)
-    return EngineResult(precision, onnx, engine, command)
+    build_with_plan(plan, builder)
+    return EngineResult(plan.precision, plan.onnx, plan.engine, command)
 
 
 def build_run_engines(run_path: Path, spec: EngineSpec, opt_batch: int | None
                       ) -> list[EngineResult]:
     """Every precision of ``spec`` from the run's graphs; failures (TensorRT missing, a graph
-    not quantized for TensorRT, a parser error) are kept as results with ``error``."""
+    not quantized for TensorRT, a parser error) are kept as results with ``error`` and, when
+    the build could be planned, its trtexec command."""
     results = []
     for precision in spec.precisions:
         onnx = run_path / SOURCE_GRAPHS[precision]
-        engine = run_path / engine_name(precision)
+        plan = None
         try:
             if not onnx.is_file():
                 raise EdgevisionError(f"{onnx.name} is not in the run (int8 engines need a "
                                       "quantize stage with target: tensorrt)")
-            results.append(build_engine(onnx, engine, precision, spec, opt_batch))
+            plan = plan_for(onnx, run_path / engine_name(precision), precision, spec, opt_batch)
+            results.append(build_planned(plan, spec.builder))
         except EdgevisionError as exc:
             log(f"[yellow]engine {precision} not built: {exc}[/yellow]")
-            command = ""
-            with contextlib.suppress(EdgevisionError):
-                command = trtexec_text(plan_for(onnx, engine, precision, spec, opt_batch))
+            command = trtexec_text(plan) if plan else ""
             results.append(EngineResult(precision, onnx, None, command, str(exc)))
     return results
 
