@@ -20,7 +20,7 @@ from edgevision.quantization.calibration import (
     calibration_images,
     check_calibration_shape,
 )
-from edgevision.quantization.check import CheckSet, compare
+from edgevision.quantization.check import CheckSet, Comparison, compare
 from edgevision.quantization.config import QuantizeConfig
 from edgevision.quantization.ptq import (
     SUPPORTS_CACHE,
@@ -61,16 +61,16 @@ def quantize_model(fp32: Path, out: Path, config: QuantizeConfig, dataset: Datas
     images, fingerprint = calibration_images(config.calibration, dataset)
     check_calibration_shape(images, _input_shape(graph))
     cache, cache_hit = _cache_file(fp32, work, config, options, fingerprint)
-    reader = None if cache_hit else BatchReader(images, graph.graph.input[0].name,
-                                                config.calibration.batch_size)
     log(f"INT8 for {options.target.describe()}; {config.calibration.method} ranges from "
         f"{len(images)} calibration images" + (f" (cached: {cache.name})" if cache_hit and cache
                                                else ""))
-    quantize_int8(prepared, out, options, reader=reader, cache=cache)
 
     def quantize(path: Path, exclude: list[str], only: list[str]) -> Path:
+        """One INT8 graph; calibrates only while the range cache does not exist yet."""
         return quantize_int8(prepared, path, options, reader=_reader_if_uncached(
             cache, images, graph, config), cache=cache, exclude=exclude, only=only)
+
+    quantize(out, [], [])
 
     info: dict[str, Any] = {
         "target": config.target, "settings": options.target.describe(),
@@ -94,8 +94,7 @@ def _sensitivity_and_budget(result: Int8Result, graph: onnx.ModelProto, quantize
                             work: Path) -> None:
     check = CheckSet.build(check_images(dataset, config.check_images), fp32)
     full = compare(result.path, check)
-    result.info["check"] = {"images": len(check.labels), "split": "validation",
-                            "fp32_top1": round(check.reference_top1, 3), "int8": full.to_dict()}
+    result.info["check"] = _check_record(check, full)
     log(f"check images ({len(check.labels)} validation): FP32 top-1 "
         f"{check.reference_top1:.2f}%, INT8 {full.top1:.2f}% (drop {full.drop:.2f})")
     ranking = layer_sensitivity(graph, quantize, check, work / "one-layer.onnx")
@@ -118,6 +117,12 @@ def _sensitivity_and_budget(result: Int8Result, graph: onnx.ModelProto, quantize
     if not fit.met:
         log(f"[yellow]accuracy budget {budget} points not met: the best reached is a drop of "
             f"{fit.comparison.drop:.2f} with {len(fit.fp32_nodes)} layer(s) in FP32[/yellow]")
+
+
+def _check_record(check: CheckSet, int8: Comparison) -> dict[str, Any]:
+    """What report.json keeps of an INT8 graph's comparison with FP32 on the check images."""
+    return {"images": len(check.labels), "split": "validation",
+            "fp32_top1": round(check.reference_top1, 3), "int8": int8.to_dict()}
 
 
 def check_images(dataset: Dataset, count: int) -> EvalSet:
@@ -201,9 +206,7 @@ def qat_quantize(module: Any, fp32: Path, out: Path, config: QuantizeConfig, dat
     result = quantize_model(trained_fp32, out, plain, dataset, work / "qat")
     result.info["training"] = history.to_dict()
     check = CheckSet.build(check_images(dataset, config.check_images), fp32)
-    result.info["check"] = {"images": len(check.labels), "split": "validation",
-                            "fp32_top1": round(check.reference_top1, 3),
-                            "int8": compare(out, check).to_dict()}
+    result.info["check"] = _check_record(check, compare(out, check))
     log(f"QAT INT8 on the check images: top-1 {result.info['check']['int8']['top1']:.2f}% "
         f"(drop {result.info['check']['int8']['drop']:.2f} vs FP32)")
     return result
