@@ -131,24 +131,22 @@ def quantize_run(run_dir: Path, recipe: Recipe | None = None) -> list[dict[str, 
     calibration and check images. Returns the artifacts added.
     """
     from edgevision.recipe import load_recipe
+    from edgevision.stages.quantize import DERIVED_FILES
 
     run = RunDir.open(run_dir)
-    if run.manifest().get("status") != "complete":
+    manifest = run.manifest()
+    if manifest.get("status") != "complete":
         raise EdgevisionError(f"{run_dir}: the run is not complete (see run.json); finish it "
                               "first (compress --resume)")
     recipe = recipe or load_recipe(run.path / RECIPE_FILE)
-    stages = [c for c in recipe.stages if get_stage(c.kind).phase == "artifact"]
-    if not stages:
+    if not any(get_stage(c.kind).phase == "artifact" for c in recipe.stages):
         raise EdgevisionError(f"recipe {recipe.name!r} has no quantize stage")
-    manifest = run.manifest()
     info = dict(manifest.get("info", {}))
     state = PipelineState(recipe, run, Dataset.from_spec(recipe.data, recipe.seed),
                           model=None,  # type: ignore[arg-type]  # artifact stages need no model
                           variant=info.get("model", {}).get("variant", "fp32"), info=info)
-    for config in stages:
-        log(f"stage {config.kind} on {run.path / ONNX_FILE}")
-        get_stage(config.kind).handler(config, state)
-    from edgevision.stages.quantize import DERIVED_FILES
+    log(f"quantizing {run.path / ONNX_FILE}")
+    _run_stages(state, "artifact")
 
     # the stage removed every graph of an earlier quantization; so does the manifest
     kept = [a for a in manifest.get("artifacts", []) if a["path"] not in DERIVED_FILES]
