@@ -7,7 +7,7 @@ import csv
 import io
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from rich.table import Table
 
 SEARCH_SCHEMA = "edgevision.search/1"
@@ -55,8 +55,9 @@ class Choice(BaseModel):
 class SearchReport(BaseModel):
     """``report.json`` of a search run (schema ``edgevision.search/1``)."""
 
-    model_config = ConfigDict(extra="forbid")
-    schema_: Literal["edgevision.search/1"]
+    # "schema" in JSON; schema_ in Python (BaseModel.schema is a method)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    schema_: Literal["edgevision.search/1"] = Field(alias="schema")
     created: str
     environment: dict[str, Any]
     settings: dict[str, Any]
@@ -71,13 +72,11 @@ class SearchReport(BaseModel):
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SearchReport:
-        """Validate a report read from JSON (the key ``schema`` is a BaseModel attribute)."""
-        return cls.model_validate({**{k: v for k, v in data.items() if k != "schema"},
-                                   "schema_": data.get("schema")})
+        """Validate a report read from JSON."""
+        return cls.model_validate(data)
 
     def to_json(self) -> dict[str, Any]:
-        data = self.model_dump(mode="json")
-        return {"schema": data.pop("schema_"), **data}
+        return self.model_dump(mode="json", by_alias=True)
 
 
 def sorted_rows(rows: list[Row]) -> list[Row]:

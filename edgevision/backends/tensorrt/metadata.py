@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgevision.errors import ArtifactError, BackendUnavailableError
 from edgevision.io import write_json_atomic
@@ -37,8 +37,9 @@ class EngineInput(BaseModel):
 class EngineMetadata(BaseModel):
     """What travels with an engine: how it was built, for what, and how to feed it."""
 
-    model_config = ConfigDict(extra="forbid")
-    schema_: Literal["edgevision.engine/1"] = "edgevision.engine/1"
+    # "schema" in JSON; schema_ in Python (BaseModel.schema is a method)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    schema_: Literal["edgevision.engine/1"] = Field("edgevision.engine/1", alias="schema")
     tensorrt_version: str
     gpu: GpuInfo
     precision: str
@@ -56,8 +57,7 @@ class EngineMetadata(BaseModel):
     built_with: Literal["python", "trtexec"]
 
     def to_json(self) -> dict[str, Any]:
-        data = self.model_dump(mode="json")
-        return {"schema": data.pop("schema_"), **data}
+        return self.model_dump(mode="json", by_alias=True)
 
 
 def metadata_path(engine: Path) -> Path:
@@ -77,9 +77,7 @@ def read_metadata(engine: Path) -> EngineMetadata:
                             "by edgevision carry one; rebuild with `edgevision build`)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return EngineMetadata.model_validate({**{k: v for k, v in data.items()
-                                                 if k != "schema"},
-                                              "schema_": data.get("schema")})
+        return EngineMetadata.model_validate(data)
     except (json.JSONDecodeError, ValidationError) as exc:
         raise ArtifactError(f"{path}: not valid edgevision engine metadata "
                             f"({str(exc).splitlines()[0]})") from None
