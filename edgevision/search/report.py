@@ -100,10 +100,12 @@ def search_table(report: SearchReport) -> Table:
     return table
 
 
-def _cells(row: Row, chosen: str | None) -> list[str]:
-    def fmt(value: float | None, digits: int = 2, scale: float = 1.0) -> str:
-        return "-" if value is None else f"{value / scale:.{digits}f}"
+def fmt(value: float | None, digits: int = 2, scale: float = 1.0) -> str:
+    """A figure for the table and the summary page; "-" when unknown."""
+    return "-" if value is None else f"{value / scale:.{digits}f}"
 
+
+def _cells(row: Row, chosen: str | None) -> list[str]:
     mark = "★" if row.name == chosen else ("✓" if row.within_budget else "")
     head = [mark, row.name, row.precision, fmt(row.size_bytes, 2, 1e6), fmt(row.macs, 1, 1e6)]
     if row.error:

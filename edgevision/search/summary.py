@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgevision.search.report import SearchReport, sorted_rows
+from edgevision.search.report import SearchReport, fmt, sorted_rows
 
 
 def summary_markdown(report: SearchReport) -> str:
@@ -28,13 +28,10 @@ def summary_markdown(report: SearchReport) -> str:
             lines.append(f"| {name} | {row.precision} | | | error: {row.error} | | | | | | | |")
             continue
         lines.append(
-            f"| {name} | {row.precision} | {_f(row.size_bytes, 2, 1e6)} | {_f(row.macs, 1, 1e6)} "
-            f"| {_f(row.top1)} | {_f(row.drop)} | {_f(row.b1_p50_ms)}/{_f(row.b1_p99_ms)} | "
-            f"{_f(row.p50_ms)}/{_f(row.p99_ms)} | {_f(row.spread_pct, 1)} | "
-            f"{_f(row.throughput_ips, 0)} | {_f(row.speedup)}x | "
+            f"| {name} | {row.precision} | {fmt(row.size_bytes, 2, 1e6)} | {fmt(row.macs, 1, 1e6)} "
+            f"| {fmt(row.top1)} | {fmt(row.drop)} | {fmt(row.b1_p50_ms)}/{fmt(row.b1_p99_ms)} | "
+            f"{fmt(row.p50_ms)}/{fmt(row.p99_ms)} | {fmt(row.spread_pct, 1)} | "
+            f"{fmt(row.throughput_ips, 0)} | {fmt(row.speedup)}x | "
             f"{'yes' if row.within_budget else 'no'} |")
     return "\n".join(lines) + "\n"
 
-
-def _f(value: float | None, digits: int = 2, scale: float = 1.0) -> str:
-    return "-" if value is None else f"{value / scale:.{digits}f}"
