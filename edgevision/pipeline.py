@@ -51,6 +51,11 @@ class PipelineState:
         """The evaluation split, decoded once per run."""
         return self.dataset.eval_set()
 
+    def variant_with(self, step: str) -> str:
+        """The variant name after ``step``: ``step`` itself for the plain FP32 model, else
+        appended (pruned+distilled, pruned+distilled+int8)."""
+        return step if self.variant == "fp32" else f"{self.variant}+{step}"
+
     def add_snapshot(self, variant: str, module: nn.Module) -> None:
         """Keep a frozen copy of ``module`` to export and benchmark as ``variant``."""
         import copy

@@ -30,7 +30,7 @@ def run_distill(config: DistillConfig, state: PipelineState) -> None:
                      state.run.path / "distill", example, state.recipe.seed, state.resume)
     state.info["distill"] = {"teacher": source, "temperature": config.temperature,
                              "alpha": config.alpha, **result.to_dict()}
-    state.variant = "distilled" if state.variant == "fp32" else f"{state.variant}+distilled"
+    state.variant = state.variant_with("distilled")
 
 
 def _teacher(config: DistillConfig, state: PipelineState) -> tuple[nn.Module, str]:

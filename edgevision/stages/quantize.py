@@ -44,10 +44,6 @@ def run_quantize(config: QuantizeConfig, state: PipelineState) -> None:
     state.info["quantize"] = record
 
 
-def _variant(state: PipelineState, precision: str) -> str:
-    return precision if state.variant == "fp32" else f"{state.variant}+{precision}"
-
-
 def _int8(config: QuantizeConfig, state: PipelineState, fp32: Path,
           metadata: dict[str, Any], work: Path) -> dict[str, Any]:
     from edgevision.onnxmeta import write_metadata
@@ -56,7 +52,7 @@ def _int8(config: QuantizeConfig, state: PipelineState, fp32: Path,
     result = quantize_model(fp32, fp32.with_name("model.int8.onnx"), config, state.dataset, work)
     info = result.info
     quantization = {"target": config.target, "calibration": info["calibration"]}
-    variant = _variant(state, "int8")
+    variant = state.variant_with("int8")
     write_metadata(result.path, {**metadata, "variant": variant, "precision": "int8",
                                  "quantization": {**quantization, "fp32_layers": []}})
     state.add_artifact(variant, result.path)
@@ -116,7 +112,7 @@ def _fp16(state: PipelineState, fp32: Path, metadata: dict[str, Any]) -> dict[st
     from edgevision.quantization.fp16 import convert_fp16
 
     path = convert_fp16(fp32, fp32.with_name("model.fp16.onnx"))
-    variant = _variant(state, "fp16")
+    variant = state.variant_with("fp16")
     write_metadata(path, {**metadata, "variant": variant, "precision": "fp16"})
     images = state.eval_set.first(state.recipe.export.verify_images)
     reference, got = run_logits(fp32, images), run_logits(path, images)
