@@ -9,7 +9,6 @@ import numpy as np
 
 from edgevision.benchmarking.environment import usable_cores
 from edgevision.data import EvalSet
-from edgevision.errors import QuantizeError, first_line
 
 
 @dataclass(frozen=True)
@@ -71,17 +70,11 @@ def _softmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_logits(path: Path, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """ONNX Runtime CPU outputs of ``path`` on ``images`` (float32 NCHW)."""
-    import onnxruntime as ort
+    """ONNX Runtime CPU outputs of ``path`` on ``images`` (float32 NCHW), through the same
+    backend that benchmarks it."""
+    from edgevision.backends.onnxruntime import OnnxRuntimeBackend
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = usable_cores()
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        outputs = [session.run(None, {name: images[i:i + batch_size]})[0]
+    with OnnxRuntimeBackend(path, threads=usable_cores()) as session:
+        outputs = [session.run(images[i:i + batch_size])
                    for i in range(0, len(images), batch_size)]
-    except Exception as exc:  # onnxruntime's own error types
-        raise QuantizeError(f"{path.name}: ONNX Runtime cannot run it "
-                            f"({first_line(exc)})") from exc
     return np.concatenate(outputs).astype(np.float32)
