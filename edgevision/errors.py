@@ -46,6 +46,10 @@ class PruneError(EdgevisionError):
     """A model cannot be pruned as asked (unsafe operator, unreachable target, ...)."""
 
 
+class TrainError(EdgevisionError):
+    """Training cannot run as asked (a precision the device cannot run)."""
+
+
 class DistillError(EdgevisionError):
     """Distillation cannot run as asked (teacher does not fit the student, unknown layer)."""
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from edgevision import devices
 from edgevision.data import Dataset, EvalSet
-from edgevision.errors import CheckpointError, first_line
+from edgevision.errors import CheckpointError, TrainError, first_line
 from edgevision.io import atomic_path
 from edgevision.progress import log, progress_bar
 from edgevision.recipe.schema import TrainSpec
@@ -37,16 +37,66 @@ class TrainResult:
 
     epochs: list[EpochRecord] = field(default_factory=list)
     device: str = "cpu"
+    precision: str = "fp32"
     resumed_from_epoch: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"device": self.device, "resumed_from_epoch": self.resumed_from_epoch,
+        return {"device": self.device, "precision": self.precision,
+                "resumed_from_epoch": self.resumed_from_epoch,
                 "epochs": [asdict(e) for e in self.epochs]}
 
 
 def resolve_device(requested: str) -> torch.device:
     """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
     return torch.device(devices.resolve_device(requested, torch.cuda.is_available(), "training"))
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware (CPU: AVX512-BF16 or AMX); elsewhere
+    bf16 autocast is emulated and slower than FP32."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """The autocast precision training uses: ``auto`` → bf16 where native, else fp16 on CUDA,
+    else fp32; fp16 on a CPU is an error (no loss-scaled CPU path worth having)."""
+    if requested == "auto":
+        if native_bf16(device):
+            return "bf16"
+        return "fp16" if device.type == "cuda" else "fp32"
+    if requested == "fp16" and device.type != "cuda":
+        raise TrainError("train.precision fp16 needs a CUDA GPU; on a CPU use bf16 (native on "
+                         "CPUs with AVX512-BF16 or AMX) or fp32")
+    if requested == "bf16" and not native_bf16(device):
+        log(f"note: this {device.type.upper()} has no native bfloat16; bf16 training is "
+            "emulated and may be slower than fp32")
+    return requested
+
+
+class _Autocast:
+    """Mixed-precision forward passes and, for fp16, loss scaling."""
+
+    def __init__(self, precision: str, device: torch.device) -> None:
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.device_type = device.type
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+    def forward(self) -> Any:
+        return torch.autocast(self.device_type, dtype=self.dtype or torch.float32,
+                              enabled=self.dtype is not None)
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
 
 
 class Objective(nn.Module):
@@ -76,7 +126,7 @@ class CrossEntropyObjective(Objective):
 
     def forward(self, model: nn.Module, images: torch.Tensor,
                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = model(images)
+        logits = model(images).float()  # the loss in FP32 under mixed precision
         return self.criterion(logits, labels), logits
 
 
@@ -92,6 +142,7 @@ def train(model: nn.Module, dataset: Dataset, spec: TrainSpec, checkpoint_dir: P
 
     torch.manual_seed(seed)
     device = resolve_device(spec.device)
+    precision = resolve_precision(spec.precision, device)
     objective = objective or CrossEntropyObjective(spec.label_smoothing)
     model.to(device)
     objective.to(device)
@@ -99,7 +150,8 @@ def train(model: nn.Module, dataset: Dataset, spec: TrainSpec, checkpoint_dir: P
     steps = min(len(loader), spec.max_steps_per_epoch or len(loader))
     optimizer = make_optimizer(nn.ModuleList([model, objective]), spec)
     scheduler = make_scheduler(optimizer, spec, steps)
-    result = TrainResult(device=str(device))
+    result = TrainResult(device=str(device), precision=precision)
+    autocast = _Autocast(precision, device)
     plan = {"epochs": spec.epochs, "steps_per_epoch": steps}
     start = _maybe_resume(checkpoint_dir / CHECKPOINT_NAME, resume, plan,
                           _Trained(model, objective, optimizer, scheduler), result)
@@ -108,7 +160,7 @@ def train(model: nn.Module, dataset: Dataset, spec: TrainSpec, checkpoint_dir: P
         # re-seeded per epoch, so a resumed run shuffles exactly like an uninterrupted one
         loader.generator.manual_seed(seed + epoch)  # type: ignore[union-attr]
         loss, top1 = _train_epoch(_Trained(model, objective, optimizer, scheduler), loader,
-                                  steps, device, f"epoch {epoch + 1}/{spec.epochs}")
+                                  steps, device, autocast, f"epoch {epoch + 1}/{spec.epochs}")
         val = evaluate_top1(model, val_set, dataset.spec.batch_size) if val_set else None
         record = EpochRecord(epoch + 1, loss, top1, val, optimizer.param_groups[0]["lr"])
         result.epochs.append(record)
@@ -156,7 +208,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, spec: TrainSpec,
 
 
 def _train_epoch(trained: _Trained, loader: Any, steps: int, device: torch.device,
-                 title: str) -> tuple[float, float]:
+                 autocast: _Autocast, title: str) -> tuple[float, float]:
     model, optimizer, scheduler = trained.model, trained.optimizer, trained.scheduler
     model.train()
     trained.objective.train()
@@ -167,10 +219,10 @@ def _train_epoch(trained: _Trained, loader: Any, steps: int, device: torch.devic
             if step >= steps:
                 break
             images, labels = images.to(device), labels.to(device)
-            loss, logits = trained.objective(model, images, labels)
+            with autocast.forward():
+                loss, logits = trained.objective(model, images, labels)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            autocast.step(loss, optimizer)
             scheduler.step()
             total_loss += loss.item() * len(labels)
             correct += int((logits.argmax(1) == labels).sum())

@@ -220,3 +220,33 @@ def test_resolve_device_cpu_and_auto() -> None:
 def test_resolve_device_cuda_without_gpu() -> None:
     with pytest.raises(EdgevisionError, match="no CUDA GPU"):
         resolve_device("cuda")
+
+
+def test_bf16_training_runs_the_forward_in_bfloat16_and_lowers_the_loss(
+        dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _random_resnet20()
+    seen: list[torch.dtype] = []
+    model.conv1.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    fixed = EvalSet(dataset.train_source, dataset.splits.train[:256], dataset.preprocess)
+    images, labels = next(fixed.batches(256))
+    before = _loss(model, images, labels, batch_statistics=True)
+    spec = TrainSpec(epochs=2, lr=0.05, max_steps_per_epoch=8, schedule="constant",
+                     evaluate_before=False, device="cpu", precision="bf16")
+    result = train(model, dataset, spec, tmp_path / "ckpt", seed=0)
+    after = _loss(model, images, labels, batch_statistics=True)
+    assert result.precision == "bf16"
+    assert torch.bfloat16 in seen  # the training forward passes ran in bfloat16
+    assert seen[-1] == torch.float32  # evaluation after training runs in FP32
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # FP32 master weights
+    assert after < 0.8 * before, (before, after)
+
+
+def test_precision_auto_and_fp16_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(train_module, "native_bf16", lambda device: True)
+    assert train_module.resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(train_module, "native_bf16", lambda device: False)
+    assert train_module.resolve_precision("auto", cpu) == "fp32"
+    assert train_module.resolve_precision("fp32", cpu) == "fp32"
+    with pytest.raises(EdgevisionError, match="fp16 needs a CUDA GPU"):
+        train_module.resolve_precision("fp16", cpu)

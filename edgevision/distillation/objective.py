@@ -42,15 +42,15 @@ class DistillationObjective(Objective):
     def forward(self, model: nn.Module, images: torch.Tensor,
                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
-            teacher_logits = self.teacher(images)
-        logits = model(images)
+            teacher_logits = self.teacher(images).float()
+        logits = model(images).float()  # the losses in FP32 under mixed precision
         t = self.temperature
         kl = F.kl_div(F.log_softmax(logits / t, 1), F.log_softmax(teacher_logits / t, 1),
                       reduction="batchmean", log_target=True) * t * t
         loss = self.alpha * kl + (1 - self.alpha) * F.cross_entropy(logits, labels)
         for index, (student_name, teacher_name, weight) in enumerate(self.pairs):
-            adapted = self.adapters[str(index)](self._student_hooks.outputs[student_name])
-            target = self._teacher_hooks.outputs[teacher_name].detach()
+            adapted = self.adapters[str(index)](self._student_hooks.outputs[student_name]).float()
+            target = self._teacher_hooks.outputs[teacher_name].detach().float()
             loss = loss + weight * F.mse_loss(adapted, target)
         return loss, logits
 

@@ -93,6 +93,11 @@ class TrainSpec(Strict):
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap steps per epoch "
                                             "(quick runs)")
     device: Device = "auto"
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = Field(
+        "fp32", description="autocast precision of the forward passes (weights and optimizer "
+        "stay FP32): bf16 (CUDA, or CPUs with AVX512-BF16/AMX: about 2.5x faster training "
+        "measured on AMX), fp16 (CUDA only, with loss scaling), auto = bf16 where the hardware "
+        "runs it natively, else fp16 on CUDA, else fp32")
     evaluate_before: bool = Field(True, description="measure eval-split top-1 before training "
                                   "too, for the report")
 
