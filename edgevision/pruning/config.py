@@ -10,17 +10,27 @@ from edgevision.pruning.importance import IMPORTANCES
 from edgevision.recipe.schema import TrainSpec
 from edgevision.stages import StageConfig
 
+#: the fields that only channel pruning reads
+CHANNEL_ONLY = ("importance", "scope", "round_to", "layer_ratios", "max_layer_ratio",
+                "taylor_batches")
+
 
 class PruneConfig(StageConfig):
-    """Structured channel pruning: what to rank by, how much to remove, in how many steps."""
+    """Structured pruning of channels or of whole residual blocks: what to rank by, how much to
+    remove, in how many steps."""
 
     kind: Literal["prune"] = "prune"
+    granularity: Literal["channel", "block"] = Field(
+        "channel", description="channel: remove channels with torch-pruning's dependency "
+        "graph; block: remove whole residual blocks whose shortcut is the identity (depth "
+        "pruning), least harmful first by the KL divergence their removal causes")
     importance: str = Field("l2", description="channel ranking: l1, l2, bn_scale, taylor, "
                             "lamp, fpgm or random")
     scope: Literal["uniform", "global"] = Field(
         "uniform", description="uniform: every layer loses the same fraction; global: channels "
         "ranked across layers (use with lamp or bn_scale)")
-    ratio: float | None = Field(None, description="fraction of channels to remove, in (0, 1)")
+    ratio: float | None = Field(None, description="fraction of channels (block: of removable "
+                                "blocks) to remove, in (0, 1)")
     target_macs: float | None = Field(
         None, description="prune until MACs ≤ this fraction of the unpruned model's, in (0, 1)")
     target_latency_ms: float | None = Field(
@@ -46,6 +56,8 @@ class PruneConfig(StageConfig):
                                    "this fraction of its channels")
     taylor_batches: int = Field(4, ge=1, description="labelled training batches whose gradients "
                                 "rank channels for taylor")
+    block_samples: int = Field(256, ge=8, description="block granularity: calibration images "
+                               "(training split) the removals are ranked on")
     compare: bool = Field(True, description="also export and benchmark the unpruned model and "
                           "the pruned model before any fine-tuning")
 
@@ -78,6 +90,14 @@ class PruneConfig(StageConfig):
 
         BACKENDS.get(value)  # raises with close-name suggestions
         return value
+
+    @model_validator(mode="after")
+    def _channel_options_need_channel_granularity(self) -> PruneConfig:
+        given = [key for key in CHANNEL_ONLY if key in self.model_fields_set]
+        if self.granularity == "block" and given:
+            raise ValueError(f"prune.{given[0]} applies to channel pruning only; block pruning "
+                             "ranks blocks by the KL divergence their removal causes")
+        return self
 
     @model_validator(mode="after")
     def _one_target(self) -> PruneConfig:

@@ -68,6 +68,7 @@ class PruneResult:
     params_after: int = 0
     ratio: float = 0.0
     steps: list[dict[str, float]] = field(default_factory=list)
+    removed_blocks: list[str] = field(default_factory=list)
 
     @property
     def macs_fraction(self) -> float:
@@ -92,8 +93,8 @@ def prune_model(model: nn.Module, config: PruneConfig, example_input: torch.Tens
     if config.target_latency_ms is not None and latency_of is None:
         raise PruneError("prune.target_latency_ms needs a way to measure latency")
     model.eval()
-    output_shape = _output_shape(model, example_input)
-    macs, params = _count(model, example_input)  # the targets refer to the model as given
+    shape = output_shape(model, example_input)
+    macs, params = count(model, example_input)  # the targets refer to the model as given
     architecture = prepare_for_pruning(model, architecture)
     result = PruneResult(macs, params, architecture)
     ignored = pruning_roots_to_ignore(model, config.ignore)
@@ -114,8 +115,8 @@ def prune_model(model: nn.Module, config: PruneConfig, example_input: torch.Tens
         model.zero_grad(set_to_none=True)
         if step == config.steps and search is not None and target.limit is not None:
             search.meet_limit(target.limit)
-        _check_runs(model, example_input, output_shape, f"after pruning step {step}")
-        step_macs, step_params = _count(model, example_input)
+        check_runs(model, example_input, shape, f"after pruning step {step}")
+        step_macs, step_params = count(model, example_input)
         result.steps.append({"step": step, "macs": step_macs, "params": step_params})
         log(f"pruning step {step}/{config.steps}: MACs {step_macs / 1e6:.1f}M "
             f"({100 * step_macs / macs:.1f}% of {macs / 1e6:.1f}M), params "
@@ -213,7 +214,7 @@ def _cost(config: PruneConfig, example_input: torch.Tensor, original_macs: int,
     if config.target_latency_ms is not None and latency_of is not None:
         return _Cost("target_latency_ms", latency_of, lambda ms: f"{ms:.2f} ms",
                      exact=False), config.target_latency_ms
-    cost = _Cost("target_macs", lambda m: float(_count(m, example_input)[0]),
+    cost = _Cost("target_macs", lambda m: float(count(m, example_input)[0]),
                  lambda macs: f"{macs / original_macs:.3f} of the MACs", exact=True)
     return cost, config.target_macs * original_macs  # type: ignore[operator]
 
@@ -306,10 +307,11 @@ def _prepare_gradients(model: nn.Module, gradients: LabelledBatches | None) -> N
         nn.functional.cross_entropy(model(images), labels).backward()
 
 
-def _check_runs(model: nn.Module, example_input: torch.Tensor, shape: torch.Size,
-                when: str) -> None:
+def check_runs(model: nn.Module, example_input: torch.Tensor, shape: torch.Size,
+               when: str) -> None:
+    """Raise ``PruneError`` unless ``model`` still runs ``example_input`` to ``shape``."""
     try:
-        got = _output_shape(model, example_input)
+        got = output_shape(model, example_input)
     except RuntimeError as exc:
         raise PruneError(f"the pruned model no longer runs {when}: {first_line(exc)}") from None
     if got != shape:
@@ -318,12 +320,14 @@ def _check_runs(model: nn.Module, example_input: torch.Tensor, shape: torch.Size
 
 
 @torch.no_grad()
-def _output_shape(model: nn.Module, example_input: torch.Tensor) -> torch.Size:
+def output_shape(model: nn.Module, example_input: torch.Tensor) -> torch.Size:
+    """The shape of ``model``'s output for ``example_input``, in eval mode."""
     model.eval()
     return model(example_input).shape
 
 
-def _count(model: nn.Module, example_input: torch.Tensor) -> tuple[int, int]:
+def count(model: nn.Module, example_input: torch.Tensor) -> tuple[int, int]:
+    """MACs and parameters of ``model`` for one input shaped like ``example_input``."""
     from edgevision.models import count_macs_params
 
     return count_macs_params(model, tuple(example_input.shape[1:]))

@@ -2,8 +2,9 @@
 
 A pruned network is its registry architecture with smaller layers. ``capture_structure``
 records each module's integer shape attributes (``out_channels``, ``groups``, ``num_features``,
-...); ``apply_structure`` sets them on a freshly built architecture and resizes its parameters
-and buffers to the saved state_dict's shapes, so the state_dict then loads strictly.
+...) and which residual blocks depth pruning removed; ``apply_structure`` removes those blocks
+from a freshly built architecture, sets the attributes and resizes its parameters and buffers
+to the saved state_dict's shapes, so the state_dict then loads strictly.
 """
 
 from __future__ import annotations
@@ -14,21 +15,32 @@ import torch
 from torch import nn
 
 Structure = dict[str, dict[str, Any]]
+#: the entry of a residual block removed by depth pruning
+REMOVED = {"removed_block": True}
 
 
 def capture_structure(model: nn.Module) -> Structure:
-    """Integer (and tuple-of-integer) public attributes of every module, by module name."""
-    return {name: _shape_attributes(module) for name, module in model.named_modules()}
+    """Integer (and tuple-of-integer) public attributes of every module, by module name;
+    ``REMOVED`` for removed residual blocks."""
+    from edgevision.pruning.blocks import RemovedBlock
+
+    return {name: dict(REMOVED) if isinstance(module, RemovedBlock) else _shape_attributes(module)
+            for name, module in model.named_modules()}
 
 
 def apply_structure(model: nn.Module, structure: Structure,
                     state: dict[str, torch.Tensor]) -> None:
     """Give ``model`` (freshly built) the saved attributes and the tensor shapes of ``state``."""
+    from edgevision.pruning.blocks import remove_block
+
+    for name, attributes in structure.items():
+        if attributes == REMOVED and name in dict(model.named_modules()):
+            remove_block(model, name)
     modules = dict(model.named_modules())
     for name, attributes in structure.items():
         module = modules.get(name)
-        if module is None:
-            continue  # reported by the strict state_dict load that follows
+        if module is None or attributes == REMOVED:
+            continue  # a missing one is reported by the strict state_dict load that follows
         for attr, value in attributes.items():
             current = getattr(module, attr, None)
             if isinstance(current, tuple | list):

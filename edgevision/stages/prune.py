@@ -28,9 +28,10 @@ def run_prune(config: PruneConfig, state: PipelineState) -> None:
 
     model = state.model.module
     example = torch.from_numpy(state.eval_set.first(1))
-    # exact rewrites first, so the unpruned snapshot is the same function with the pruned
-    # model's architecture (the default teacher, state.original, is left as it was)
-    state.model.name = prepare_for_pruning(model, state.model.name) or state.model.name
+    if config.granularity == "channel":
+        # exact rewrites first, so the unpruned snapshot is the same function with the pruned
+        # model's architecture (the default teacher, state.original, is left as it was)
+        state.model.name = prepare_for_pruning(model, state.model.name) or state.model.name
     if config.compare:
         state.add_snapshot("unpruned", model)
     batches: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -49,11 +50,19 @@ def run_prune(config: PruneConfig, state: PipelineState) -> None:
             _finetune(config, state, f"step{step}")
 
     latency_of = _latency_meter(config, state) if config.target_latency_ms else None
-    result = prune_model(model, config, example, state.model.name,
-                         labelled_batches=labelled_batches, after_step=after_step,
-                         latency_of=latency_of)
-    state.info["prune"] = {"importance": config.importance, "scope": config.scope,
-                           **result.to_dict()}
+    if config.granularity == "block":
+        from edgevision.pruning.blocks import prune_blocks
+
+        images = torch.from_numpy(state.dataset.calibration_set().first(config.block_samples))
+        result = prune_blocks(model, config, example, images, after_step=after_step,
+                              latency_of=latency_of)
+        ranking = {"ranking": "kl_of_removal", "ranking_images": len(images)}
+    else:
+        result = prune_model(model, config, example, state.model.name,
+                             labelled_batches=labelled_batches, after_step=after_step,
+                             latency_of=latency_of)
+        ranking = {"importance": config.importance, "scope": config.scope}
+    state.info["prune"] = {"granularity": config.granularity, **ranking, **result.to_dict()}
     state.variant = "pruned+ft" if config.finetune.epochs and config.finetune_after_last \
         else "pruned"
 
