@@ -207,3 +207,22 @@ def test_block_pruning_recipe_end_to_end(tiny_recipe, tmp_path: Path) -> None:
     assert prune["macs_fraction"] <= 0.7 and len(prune["removed_blocks"]) == 3
     loaded, _ = load_model_file(out / "model.pt")
     assert sum(isinstance(m, RemovedBlock) for m in loaded.module.modules()) == 3
+
+
+def test_latency_target_removes_blocks_until_met(resnet20: torch.nn.Module,
+                                                 calibration: torch.Tensor) -> None:
+    """A latency target with a deterministic stand-in for the timer (milliseconds proportional
+    to MACs), so the test checks the loop, not this machine's noise."""
+    full, _ = count_macs_params(resnet20, (3, 32, 32))
+
+    def fake_ms(module: torch.nn.Module) -> float:
+        return 10.0 * count_macs_params(module, (3, 32, 32))[0] / full
+
+    result = prune_blocks(resnet20, PruneConfig(granularity="block", target_latency_ms=7.0),
+                          EXAMPLE, calibration, latency_of=fake_ms)
+    assert 7.0 - 1.2 < fake_ms(resnet20) <= 7.0  # stopped at the first block under the limit
+    assert len(result.removed_blocks) == 3
+    with pytest.raises(PruneError, match=r"target_latency_ms \(1\.00 ms\) cannot be met by "
+                                         r"removing blocks: the smallest reachable is 1\.\d\d ms"):
+        prune_blocks(resnet20, PruneConfig(granularity="block", target_latency_ms=1.0),
+                     EXAMPLE, calibration, latency_of=fake_ms)
