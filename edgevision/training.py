@@ -55,7 +55,7 @@ def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 in hardware (CPU: AVX512-BF16 or AMX); elsewhere
     bf16 autocast is emulated and slower than FP32."""
     if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
     cpu = torch.cpu
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
@@ -88,6 +88,14 @@ class _Autocast:
     def forward(self) -> Any:
         return torch.autocast(self.device_type, dtype=self.dtype or torch.float32,
                               enabled=self.dtype is not None)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The fp16 loss scale and its counters (empty without loss scaling)."""
+        return self.scaler.state_dict() if self.scaler is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)
 
     def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
         if self.scaler is None:
@@ -151,23 +159,21 @@ def train(model: nn.Module, dataset: Dataset, spec: TrainSpec, checkpoint_dir: P
     optimizer = make_optimizer(nn.ModuleList([model, objective]), spec)
     scheduler = make_scheduler(optimizer, spec, steps)
     result = TrainResult(device=str(device), precision=precision)
-    autocast = _Autocast(precision, device)
+    trained = _Trained(model, objective, optimizer, scheduler, _Autocast(precision, device))
     plan = {"epochs": spec.epochs, "steps_per_epoch": steps}
-    start = _maybe_resume(checkpoint_dir / CHECKPOINT_NAME, resume, plan,
-                          _Trained(model, objective, optimizer, scheduler), result)
+    start = _maybe_resume(checkpoint_dir / CHECKPOINT_NAME, resume, plan, trained, result)
     val_set = dataset.val_set() if dataset.splits.val else None
     for epoch in range(start, spec.epochs):
         # re-seeded per epoch, so a resumed run shuffles exactly like an uninterrupted one
         loader.generator.manual_seed(seed + epoch)  # type: ignore[union-attr]
-        loss, top1 = _train_epoch(_Trained(model, objective, optimizer, scheduler), loader,
-                                  steps, device, autocast, f"epoch {epoch + 1}/{spec.epochs}")
+        loss, top1 = _train_epoch(trained, loader, steps, device,
+                                  f"epoch {epoch + 1}/{spec.epochs}")
         val = evaluate_top1(model, val_set, dataset.spec.batch_size) if val_set else None
         record = EpochRecord(epoch + 1, loss, top1, val, optimizer.param_groups[0]["lr"])
         result.epochs.append(record)
         log(f"epoch {epoch + 1}: loss {loss:.4f}, train top-1 {top1:.2f}%"
             + (f", validation top-1 {val:.2f}%" if val is not None else ""))
-        _save_checkpoint(checkpoint_dir / CHECKPOINT_NAME, epoch + 1, plan,
-                         _Trained(model, objective, optimizer, scheduler), result)
+        _save_checkpoint(checkpoint_dir / CHECKPOINT_NAME, epoch + 1, plan, trained, result)
     model.to("cpu").eval()
     objective.to("cpu")
     return result
@@ -181,6 +187,7 @@ class _Trained:
     objective: Objective
     optimizer: torch.optim.Optimizer
     scheduler: Any
+    autocast: _Autocast
 
 
 def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
@@ -208,7 +215,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, spec: TrainSpec,
 
 
 def _train_epoch(trained: _Trained, loader: Any, steps: int, device: torch.device,
-                 autocast: _Autocast, title: str) -> tuple[float, float]:
+                 title: str) -> tuple[float, float]:
     model, optimizer, scheduler = trained.model, trained.optimizer, trained.scheduler
     model.train()
     trained.objective.train()
@@ -219,10 +226,10 @@ def _train_epoch(trained: _Trained, loader: Any, steps: int, device: torch.devic
             if step >= steps:
                 break
             images, labels = images.to(device), labels.to(device)
-            with autocast.forward():
+            with trained.autocast.forward():
                 loss, logits = trained.objective(model, images, labels)
             optimizer.zero_grad(set_to_none=True)
-            autocast.step(loss, optimizer)
+            trained.autocast.step(loss, optimizer)
             scheduler.step()
             total_loss += loss.item() * len(labels)
             correct += int((logits.argmax(1) == labels).sum())
@@ -254,6 +261,7 @@ def _save_checkpoint(path: Path, epoch: int, plan: dict[str, int], trained: _Tra
              "objective": trained.objective.trainable_state_dict(),
              "optimizer": trained.optimizer.state_dict(),
              "scheduler": trained.scheduler.state_dict(),
+             "grad_scaler": trained.autocast.state_dict(),
              "history": result.to_dict(), "rng": torch.get_rng_state()}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -281,6 +289,7 @@ def _maybe_resume(path: Path, resume: bool, plan: dict[str, int], trained: _Trai
                               f"({first_line(exc)}); start over with --force") from None
     trained.optimizer.load_state_dict(state["optimizer"])
     trained.scheduler.load_state_dict(state["scheduler"])
+    trained.autocast.load_state_dict(state.get("grad_scaler") or {})
     torch.set_rng_state(state["rng"])
     result.epochs = [EpochRecord(**e) for e in state["history"]["epochs"]]
     result.resumed_from_epoch = int(state["epoch"])

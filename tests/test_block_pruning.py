@@ -134,6 +134,7 @@ def test_iterative_steps_remove_blocks_in_stages(resnet20: torch.nn.Module,
     result = prune_blocks(resnet20, PruneConfig(granularity="block", target_macs=0.5, steps=2),
                           EXAMPLE, calibration, after_step=seen.append)
     assert seen == [1, 2]
+    assert result.steps[0]["macs"] <= 0.75 * result.macs_before  # halfway to the target
     assert result.steps[0]["macs"] > result.steps[1]["macs"] <= 0.5 * result.macs_before
 
 
@@ -187,6 +188,14 @@ def test_channel_options_are_refused_with_blocks() -> None:
     with pytest.raises(RecipeError,
                        match=r"granularity: Input should be 'channel' or 'block' \(got 'layer'"):
         parse_stages([{"kind": "prune", "granularity": "layer", "ratio": 0.5}])
+    with pytest.raises(RecipeError, match="prune.block_samples applies to granularity: block"):
+        parse_stages([{"kind": "prune", "ratio": 0.5, "block_samples": 64}])
+
+
+def test_qat_refuses_mixed_precision_training() -> None:
+    with pytest.raises(RecipeError, match="qat trains in fp32 only"):
+        parse_stages([{"kind": "quantize", "qat": {"when": "always",
+                                                   "train": {"epochs": 1, "precision": "bf16"}}}])
 
 
 def test_block_pruning_recipe_end_to_end(tiny_recipe, tmp_path: Path) -> None:

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 #: block type → "this module is one of them and its shortcut is the identity"
 RESIDUAL_BLOCKS: Registry[Callable[[nn.Module], bool]] = Registry("residual block type")
 
+#: images per forward pass when ranking removals
+RANKING_BATCH = 64
+
 AfterStep = Callable[[int], None]
 LatencyOf = Callable[[nn.Module], float]
 
@@ -127,7 +130,11 @@ class BlockPruner:
         limit = self.costs.limits[step - 1]
         with progress_bar() as bar:
             task = bar.add_task(f"removing blocks (step {step})", total=None, status="")
-            while self.costs.measure(self.model) > limit:
+            while (cost := self.costs.measure(self.model)) > limit:
+                if not self.candidates:  # only a noisy cost (latency) can get here
+                    raise PruneError(f"every removable block is removed and the cost is still "
+                                     f"{self.costs.describe(cost)}, above "
+                                     f"{self.costs.describe(limit)}")
                 name, kl = self._least_harmful()
                 remove_block(self.model, name)
                 self.candidates.remove(name)
@@ -140,15 +147,18 @@ class BlockPruner:
         scores = {}
         for name in self.candidates:
             block = remove_block(self.model, name)
-            scores[name] = self._kl(self.model)
-            self.model.set_submodule(name, block)
+            try:
+                scores[name] = self._kl(self.model)
+            finally:
+                self.model.set_submodule(name, block)
         best = min(scores, key=scores.__getitem__)
         return best, scores[best]
 
     @torch.inference_mode()
     def _log_probs(self, model: nn.Module) -> torch.Tensor:
         model.eval()
-        return F.log_softmax(model(self.images).float(), dim=1)
+        chunks = [model(chunk).float() for chunk in self.images.split(RANKING_BATCH)]
+        return F.log_softmax(torch.cat(chunks), dim=1)
 
     def _kl(self, model: nn.Module) -> float:
         return float(F.kl_div(self._log_probs(model), self.reference, reduction="batchmean",
@@ -186,7 +196,7 @@ class BlockPruner:
             raise PruneError(f"prune.{key} ({describe(target)}) cannot be met by removing "
                              f"blocks: the smallest reachable is {describe(smallest)} (all "
                              f"{len(self.candidates)} removable blocks removed)")
-        limits = [start - (start - target) * k / steps for k in range(1, steps + 1)]
+        limits = [start - (start - target) * k / steps for k in range(1, steps)] + [target]
         return _Costs(measure, limits, describe)
 
     def _without_every_candidate(self) -> nn.Module:

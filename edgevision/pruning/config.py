@@ -97,6 +97,8 @@ class PruneConfig(StageConfig):
         if self.granularity == "block" and given:
             raise ValueError(f"prune.{given[0]} applies to channel pruning only; block pruning "
                              "ranks blocks by the KL divergence their removal causes")
+        if self.granularity == "channel" and "block_samples" in self.model_fields_set:
+            raise ValueError("prune.block_samples applies to granularity: block only")
         return self
 
     @model_validator(mode="after")
@@ -104,7 +106,8 @@ class PruneConfig(StageConfig):
         given = [v for v in (self.ratio, self.target_macs, self.target_latency_ms)
                  if v is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of prune.ratio (fraction of channels removed), "
+            raise ValueError("give exactly one of prune.ratio (fraction of channels, or of "
+                             "blocks, removed), "
                              "prune.target_macs (fraction of MACs kept) or "
                              "prune.target_latency_ms")
         return self

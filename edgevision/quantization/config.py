@@ -43,6 +43,14 @@ class QatSpec(BaseModel):
     distill: bool = Field(True, description="distill from the FP32 model (KL at T=1, alpha=0.9) "
                           "instead of plain cross-entropy")
 
+    @field_validator("train")
+    @classmethod
+    def _fp32_fake_quant(cls, value: TrainSpec) -> TrainSpec:
+        if value.precision != "fp32":
+            raise ValueError("qat trains in fp32 only: under bf16/fp16 autocast the fake-quantized "
+                             "values would drift off the INT8 grid (set precision: fp32)")
+        return value
+
 
 class QuantizeConfig(StageConfig):
     """INT8 post-training quantization (QDQ ONNX) for a target, and/or an FP16 graph."""

@@ -53,7 +53,12 @@ def run_prune(config: PruneConfig, state: PipelineState) -> None:
     if config.granularity == "block":
         from edgevision.pruning.blocks import prune_blocks
 
-        images = torch.from_numpy(state.dataset.calibration_set().first(config.block_samples))
+        calibration = state.dataset.calibration_set()
+        if len(calibration) < config.block_samples:
+            log(f"note: prune.block_samples is {config.block_samples} but the calibration set "
+                f"holds {len(calibration)} images (data.calibration_size); ranking on those")
+        images = torch.from_numpy(
+            calibration.first(min(config.block_samples, len(calibration))))
         result = prune_blocks(model, config, example, images, after_step=after_step,
                               latency_of=latency_of)
         ranking = {"ranking": "kl_of_removal", "ranking_images": len(images)}
