@@ -211,7 +211,7 @@ def prune_blocks(model: nn.Module, config: PruneConfig, example_input: torch.Ten
                  latency_of: LatencyOf | None = None) -> PruneResult:
     """Depth-prune ``model`` in place as ``config`` says, ranking removals on ``images``;
     ``after_step(k)`` runs after step k (for fine-tuning)."""
-    from edgevision.pruning.prune import PruneResult, check_runs, count, output_shape
+    from edgevision.pruning.prune import PruneResult, count, output_shape, record_step
 
     model.eval()
     shape = output_shape(model, example_input)
@@ -222,16 +222,10 @@ def prune_blocks(model: nn.Module, config: PruneConfig, example_input: torch.Ten
     log(f"{len(pruner.candidates)} residual blocks can be removed")
     for step in range(1, config.steps + 1):
         pruner.step(step)
-        check_runs(model, example_input, shape, f"after pruning step {step}")
-        step_macs, step_params = count(model, example_input)
-        result.steps.append({"step": step, "macs": step_macs, "params": step_params})
-        log(f"pruning step {step}/{config.steps}: {len(pruner.removed)} blocks removed, MACs "
-            f"{step_macs / 1e6:.1f}M ({100 * step_macs / macs:.1f}% of {macs / 1e6:.1f}M), "
-            f"params {step_params / 1e6:.3f}M")
+        record_step(result, model, example_input, shape, step, config.steps,
+                    f"{len(pruner.removed)} blocks removed, ")
         if after_step is not None:
             after_step(step)
     result.removed_blocks = list(pruner.removed)
-    last = result.steps[-1]
-    result.macs_after, result.params_after = int(last["macs"]), int(last["params"])
     result.ratio = len(pruner.removed) / (len(pruner.removed) + len(pruner.candidates))
     return result

@@ -115,17 +115,23 @@ def prune_model(model: nn.Module, config: PruneConfig, example_input: torch.Tens
         model.zero_grad(set_to_none=True)
         if step == config.steps and search is not None and target.limit is not None:
             search.meet_limit(target.limit)
-        check_runs(model, example_input, shape, f"after pruning step {step}")
-        step_macs, step_params = count(model, example_input)
-        result.steps.append({"step": step, "macs": step_macs, "params": step_params})
-        log(f"pruning step {step}/{config.steps}: MACs {step_macs / 1e6:.1f}M "
-            f"({100 * step_macs / macs:.1f}% of {macs / 1e6:.1f}M), params "
-            f"{step_params / 1e6:.3f}M")
+        record_step(result, model, example_input, shape, step, config.steps)
         if after_step is not None:
             after_step(step)
-    last = result.steps[-1]
-    result.macs_after, result.params_after = int(last["macs"]), int(last["params"])
     return result
+
+
+def record_step(result: PruneResult, model: nn.Module, example_input: torch.Tensor,
+                shape: torch.Size, step: int, steps: int, done: str = "") -> None:
+    """After pruning step ``step``: check the model still runs to ``shape``, then record and
+    log its MACs and parameters (``done`` says what the step removed, for the log)."""
+    check_runs(model, example_input, shape, f"after pruning step {step}")
+    macs, params = count(model, example_input)
+    result.steps.append({"step": step, "macs": macs, "params": params})
+    result.macs_after, result.params_after = macs, params
+    log(f"pruning step {step}/{steps}: {done}MACs {macs / 1e6:.1f}M "
+        f"({100 * macs / result.macs_before:.1f}% of {result.macs_before / 1e6:.1f}M), "
+        f"params {params / 1e6:.3f}M")
 
 
 def check_prunable(model: nn.Module, example_input: torch.Tensor,
