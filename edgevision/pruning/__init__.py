@@ -1,7 +1,8 @@
-"""Structured (channel) pruning with torch-pruning's DepGraph: criteria, targets, schedules.
+"""Structured pruning: channels with torch-pruning's DepGraph (``prune_model``: criteria,
+targets, schedules) or whole residual blocks (``prune_blocks``: depth pruning).
 
-``config`` and ``importance`` import no torch (recipes validate without it); ``prune_model``
-and the structure helpers are loaded on first use.
+``config`` and ``importance`` import no torch (recipes validate without it); ``prune_model``,
+``prune_blocks`` and the structure helpers are loaded on first use.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 _LAZY = {"prune_model": "edgevision.pruning.prune", "PruneResult": "edgevision.pruning.prune",
+         "prune_blocks": "edgevision.pruning.blocks",
          "capture_structure": "edgevision.pruning.structure",
          "apply_structure": "edgevision.pruning.structure"}
 
