@@ -248,3 +248,22 @@ def test_static_batch_export_verifies(tmp_path: Path, resnet20: nn.Module,
                        ExportSpec(exporter="torchscript", dynamic_batch=False), METADATA)
     check = verify_onnx(path, resnet20, real_images[:16], atol=1e-4, rtol=1e-3)
     assert check.top1_agreement == 1.0
+
+
+def test_accuracy_of_a_static_batch_graph_pads_the_last_batch(
+        tmp_path: Path, resnet20: nn.Module, cifar_archive: Path) -> None:
+    """A graph exported for batch 8 is scored on 20 real images: batches of 8, the last 4
+    images zero-padded, the padding's outputs dropped — the same top-1 as PyTorch."""
+    from edgevision.backends.onnxruntime import OnnxRuntimeBackend
+    from edgevision.benchmarking.measure import measure_accuracy
+
+    data = Dataset.from_spec(DataSpec(root=cifar_archive, eval_limit=20)).eval_set()
+    images, labels = next(data.batches(20))
+    path = tmp_path / "batch8.onnx"  # export_onnx fixes static graphs at batch 1
+    torch.onnx.export(resnet20, (torch.from_numpy(images[:8]),), str(path), dynamo=False,
+                      input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
+    expected = 100.0 * float((_torch(resnet20, images).argmax(1) == labels).mean())
+    with OnnxRuntimeBackend(path) as session:
+        assert session.input_spec.shape[0] == 8
+        assert measure_accuracy(session, data, batch_size=64).top1 == pytest.approx(expected)
+        assert session.predict(images).shape == (20, 10)

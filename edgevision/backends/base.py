@@ -121,6 +121,28 @@ class Backend(ABC):
         self._validate(batch)
         return self._run_impl(batch)
 
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Outputs for any number of images (accuracy runs, not timing): chunks of the largest
+        batch ``run`` takes, the last one zero-padded up to the smallest (padding dropped)."""
+        self._require_open()
+        low, high = self._batch_range()
+        step = high or len(images)
+        outputs = []
+        for start in range(0, len(images), step):
+            chunk = images[start:start + step]
+            count = len(chunk)
+            if count < low:
+                chunk = np.concatenate([chunk, np.zeros((low - count, *chunk.shape[1:]),
+                                                        chunk.dtype)])
+            outputs.append(self.run(chunk)[:count])
+        return np.concatenate(outputs)
+
+    def _batch_range(self) -> tuple[int, int | None]:
+        """The smallest and largest batch ``run`` takes (None: no limit): a fixed batch
+        dimension, else any; backends with a batch range (TensorRT profiles) override it."""
+        fixed = self._input_spec_impl().shape[0]
+        return (fixed, fixed) if isinstance(fixed, int) else (1, None)
+
     def _validate(self, batch: np.ndarray) -> None:
         spec = self._input_spec_impl()
         if not isinstance(batch, np.ndarray) or batch.dtype != np.dtype(spec.dtype):

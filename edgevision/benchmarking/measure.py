@@ -86,12 +86,7 @@ def measure_accuracy(session: Backend, data: EvalSet, batch_size: int) -> Accura
     step = fixed if isinstance(fixed, int) else batch_size
     top1 = top5 = 0
     for images, labels in data.batches(step):
-        count = len(images)
-        if count < step and isinstance(fixed, int):
-            images = np.concatenate([images, np.zeros((step - count, *images.shape[1:]),
-                                                      images.dtype)])
-        predict = getattr(session, "predict", None)  # backends with a limited batch range
-        logits = (predict(images) if predict else session.run(images))[:count]
+        logits = session.predict(images)  # pads a short last batch where the batch is fixed
         ranked = np.argsort(-logits, axis=1)[:, :5]
         top1 += int((ranked[:, 0] == labels).sum())
         top5 += int((ranked == labels[:, None]).any(axis=1).sum())

@@ -77,19 +77,9 @@ class TensorRTBackend(Backend):
                                 "engine.min_batch/max_batch (--min-batch/--max-batch)")
         return self._session.infer(batch)
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """Outputs for any number of images: chunks of the profile's largest batch, the last
-        one padded up to its smallest (for accuracy runs, not for timing)."""
-        low, high = self.metadata.input.min_shape[0], self.metadata.input.max_shape[0]
-        outputs = []
-        for start in range(0, len(images), high):
-            chunk = images[start:start + high]
-            count = len(chunk)
-            if count < low:
-                chunk = np.concatenate([chunk, np.zeros((low - count, *chunk.shape[1:]),
-                                                        chunk.dtype)])
-            outputs.append(self.run(chunk)[:count])
-        return np.concatenate(outputs)
+    def _batch_range(self) -> tuple[int, int | None]:
+        """The optimization profile's batch range."""
+        return self.metadata.input.min_shape[0], self.metadata.input.max_shape[0]
 
     def timing_breakdown(self) -> dict[str, Any]:
         """GPU compute and host↔device copy times (CUDA events) of the runs so far, in ms."""
