@@ -76,6 +76,31 @@ def test_input_validation(artifacts: tuple[Path, Path, Dataset]) -> None:
             session.run(np.zeros((1, 3, 32, 32), np.float64))
 
 
+
+class _RangedOnnxRuntime(OnnxRuntimeBackend):
+    """ONNX Runtime limited to batches of 2..4, as a TensorRT profile limits an engine."""
+
+    batch_range_hint = "; widen it"
+
+    def _batch_range(self) -> tuple[int, int | None]:
+        return 2, 4
+
+
+def test_batch_range_is_enforced_and_predict_stays_inside_it(
+        artifacts: tuple[Path, Path, Dataset]) -> None:
+    """run() refuses batches outside the backend's range with its hint; predict() chunks to
+    the largest batch and pads the last chunk to the smallest, with the same outputs."""
+    _, onnx_path, dataset = artifacts
+    images = dataset.eval_set().first(9)
+    with OnnxRuntimeBackend(onnx_path) as plain, _RangedOnnxRuntime(onnx_path) as ranged:
+        for size in (1, 5):
+            with pytest.raises(ArtifactError, match=rf"batch {size} is outside the batch range "
+                                                    r"the model takes \(2\.\.4\); widen it"):
+                ranged.run(images[:size])
+        expected = plain.run(images)
+        got = ranged.predict(images)  # 4 + 4 + 1 (padded to 2)
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-4)
+
 def test_wrong_artifact_kind_and_missing(artifacts: tuple[Path, Path, Dataset],
                                          tmp_path: Path) -> None:
     pt, _, _ = artifacts

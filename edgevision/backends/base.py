@@ -67,6 +67,8 @@ class Backend(ABC):
     name: ClassVar[str]
     #: File suffixes of the artifacts this backend runs.
     suffixes: ClassVar[tuple[str, ...]]
+    #: Appended to the error for a batch outside ``_batch_range`` (how to widen it).
+    batch_range_hint: ClassVar[str] = ""
 
     def __init__(self, artifact: Path, *, threads: int | None = None, device: str = "cpu") -> None:
         self.artifact = Path(artifact)
@@ -143,6 +145,16 @@ class Backend(ABC):
         fixed = self._input_spec_impl().shape[0]
         return (fixed, fixed) if isinstance(fixed, int) else (1, None)
 
+    def timing_breakdown(self) -> dict[str, Any] | None:
+        """Device-side times of the runs so far (GPU compute, copies), where the backend
+        measures them; None otherwise."""
+        return None
+
+    def reset_timing_breakdown(self) -> None:
+        """Forget the device-side times so far (called after warm-up); nothing to forget by
+        default."""
+        return None
+
     def _validate(self, batch: np.ndarray) -> None:
         spec = self._input_spec_impl()
         if not isinstance(batch, np.ndarray) or batch.dtype != np.dtype(spec.dtype):
@@ -154,6 +166,11 @@ class Backend(ABC):
             shown = tuple("N" if d is None else d for d in spec.shape)
             raise EdgevisionError(f"{self.name}: input shape {batch.shape} does not match the "
                                   f"model's {spec.name!r} {shown}")
+        low, high = self._batch_range()
+        if len(batch) < low or (high is not None and len(batch) > high):
+            raise ArtifactError(f"{self.artifact.name}: batch {len(batch)} is outside the "
+                                f"batch range the model takes ({low}..{high or 'any'})"
+                                f"{self.batch_range_hint}")
 
     def _require_open(self) -> None:
         if not self._open:

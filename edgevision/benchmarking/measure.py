@@ -52,9 +52,7 @@ def time_runs(session: Backend, batch: np.ndarray, warmup: int, iterations: int)
     untimed ones (a backend's device-side times are reset to cover the timed runs only)."""
     for _ in range(warmup):
         session.run(batch)
-    reset = getattr(session, "reset_timing_breakdown", None)
-    if reset:
-        reset()
+    session.reset_timing_breakdown()
     times = np.empty(iterations, dtype=np.float64)
     for i in range(iterations):
         start = time.perf_counter()
@@ -73,8 +71,8 @@ def measure_latency(session: Backend, batch: np.ndarray, warmup: int,
         std_ms=float(ms.std()), min_ms=float(ms.min()), p50_ms=float(p50), p90_ms=float(p90),
         p99_ms=float(p99), max_ms=float(ms.max()),
         throughput_ips=float(len(batch) * 1000.0 / p50))
-    breakdown = getattr(session, "timing_breakdown", None)
-    return replace(stats, device_times=breakdown()) if breakdown else stats
+    breakdown = session.timing_breakdown()
+    return stats if breakdown is None else replace(stats, device_times=breakdown)
 
 
 def measure_accuracy(session: Backend, data: EvalSet, batch_size: int) -> AccuracyResult:

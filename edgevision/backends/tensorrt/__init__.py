@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgevision.backends.base import Availability, Backend, InputSpec, SessionInfo
-from edgevision.errors import ArtifactError, EdgevisionError, first_line
+from edgevision.errors import EdgevisionError, first_line
 
 INSTALL_HINT = ("TensorRT: on Jetson it comes with JetPack (python3-libnvinfer); on desktops "
                 "`pip install tensorrt --extra-index-url https://pypi.nvidia.com`; plus "
@@ -26,6 +26,8 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
     suffixes = (".engine", ".plan")
+    batch_range_hint = ("; it is the engine's optimization profile: rebuild with "
+                        "engine.min_batch/max_batch (--min-batch/--max-batch)")
 
     @classmethod
     def availability(cls) -> Availability:
@@ -70,18 +72,13 @@ class TensorRTBackend(Backend):
                                     "flags": self.metadata.flags})
 
     def _run_impl(self, batch: np.ndarray) -> np.ndarray:
-        low, high = self.metadata.input.min_shape[0], self.metadata.input.max_shape[0]
-        if not low <= len(batch) <= high:
-            raise ArtifactError(f"{self.artifact.name}: batch {len(batch)} is outside the "
-                                f"engine's optimization profile ({low}..{high}); rebuild with "
-                                "engine.min_batch/max_batch (--min-batch/--max-batch)")
-        return self._session.infer(batch)
+        return self._session.infer(batch)  # the batch is within the profile (_validate)
 
     def _batch_range(self) -> tuple[int, int | None]:
         """The optimization profile's batch range."""
         return self.metadata.input.min_shape[0], self.metadata.input.max_shape[0]
 
-    def timing_breakdown(self) -> dict[str, Any]:
+    def timing_breakdown(self) -> dict[str, Any] | None:
         """GPU compute and host↔device copy times (CUDA events) of the runs so far, in ms."""
         return self._session.breakdown()
 
