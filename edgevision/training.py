@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ class EpochRecord:
     train_top1: float
     val_top1: float | None
     lr: float
+    seconds: float | None = None  # wall time of the epoch, validation included
 
 
 @dataclass
@@ -166,13 +168,17 @@ def train(model: nn.Module, dataset: Dataset, spec: TrainSpec, checkpoint_dir: P
     for epoch in range(start, spec.epochs):
         # re-seeded per epoch, so a resumed run shuffles exactly like an uninterrupted one
         loader.generator.manual_seed(seed + epoch)  # type: ignore[union-attr]
+        started = time.perf_counter()
         loss, top1 = _train_epoch(trained, loader, steps, device,
                                   f"epoch {epoch + 1}/{spec.epochs}")
         val = evaluate_top1(model, val_set, dataset.spec.batch_size) if val_set else None
-        record = EpochRecord(epoch + 1, loss, top1, val, optimizer.param_groups[0]["lr"])
+        seconds = time.perf_counter() - started
+        record = EpochRecord(epoch + 1, loss, top1, val, optimizer.param_groups[0]["lr"],
+                             seconds)
         result.epochs.append(record)
         log(f"epoch {epoch + 1}: loss {loss:.4f}, train top-1 {top1:.2f}%"
-            + (f", validation top-1 {val:.2f}%" if val is not None else ""))
+            + (f", validation top-1 {val:.2f}%" if val is not None else "")
+            + f" ({seconds:.0f} s)")
         _save_checkpoint(checkpoint_dir / CHECKPOINT_NAME, epoch + 1, plan, trained, result)
     model.to("cpu").eval()
     objective.to("cpu")

@@ -94,6 +94,7 @@ def test_training_lowers_the_loss(dataset: Dataset, tmp_path: Path,
         assert 0.0 <= record.train_top1 <= 100.0
         assert record.val_top1 is not None
         assert 0.0 <= record.val_top1 <= 100.0
+        assert record.seconds is not None and 0.0 < record.seconds < 600.0
     # The model is handed back on the CPU in eval mode.
     assert not model.training
     assert next(model.parameters()).device.type == "cpu"
