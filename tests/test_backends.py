@@ -76,7 +76,6 @@ def test_input_validation(artifacts: tuple[Path, Path, Dataset]) -> None:
             session.run(np.zeros((1, 3, 32, 32), np.float64))
 
 
-
 class _RangedOnnxRuntime(OnnxRuntimeBackend):
     """ONNX Runtime limited to batches of 2..4, as a TensorRT profile limits an engine."""
 
@@ -100,6 +99,7 @@ def test_batch_range_is_enforced_and_predict_stays_inside_it(
         expected = plain.run(images)
         got = ranged.predict(images)  # 4 + 4 + 1 (padded to 2)
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-4)
+
 
 def test_wrong_artifact_kind_and_missing(artifacts: tuple[Path, Path, Dataset],
                                          tmp_path: Path) -> None:
