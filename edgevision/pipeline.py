@@ -94,6 +94,10 @@ def train_only(recipe: Recipe, out: Path | None = None, *, force: bool = False,
 
 def _run(recipe: Recipe, out: Path | None, *, force: bool, resume: bool,
          until: Literal["train", "benchmark"]) -> RunResult:
+    from edgevision.training import check_trainable
+
+    # a device or precision this machine cannot train with fails before any work or file
+    check_trainable([recipe.train] if until == "train" else recipe.train_specs())
     dataset, built = _load_inputs(recipe)  # bad data or model fails before any file is touched
     run = RunDir.prepare(out or Path("runs") / recipe.name, force=force, resume=resume,
                          recipe_yaml=recipe_to_yaml(recipe))

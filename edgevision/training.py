@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,13 +71,24 @@ def resolve_precision(requested: str, device: torch.device) -> str:
         if native_bf16(device):
             return "bf16"
         return "fp16" if device.type == "cuda" else "fp32"
-    if requested == "fp16" and device.type != "cuda":
-        raise TrainError("train.precision fp16 needs a CUDA GPU; on a CPU use bf16 (native on "
-                         "CPUs with AVX512-BF16 or AMX) or fp32")
+    _refuse_fp16_without_cuda(requested, device)
     if requested == "bf16" and not native_bf16(device):
         log(f"note: this {device.type.upper()} has no native bfloat16; bf16 training is "
             "emulated and may be slower than fp32")
     return requested
+
+
+def check_trainable(specs: Iterable[TrainSpec]) -> None:
+    """Refuse, before any work, train sections this machine cannot run: device ``cuda``
+    without a GPU, precision ``fp16`` without CUDA."""
+    for spec in specs:
+        _refuse_fp16_without_cuda(spec.precision, resolve_device(spec.device))
+
+
+def _refuse_fp16_without_cuda(precision: str, device: torch.device) -> None:
+    if precision == "fp16" and device.type != "cuda":
+        raise TrainError("train.precision fp16 needs a CUDA GPU; on a CPU use bf16 (native on "
+                         "CPUs with AVX512-BF16 or AMX) or fp32")
 
 
 class _Autocast:

@@ -150,3 +150,22 @@ def test_failed_run_records_its_error(tiny_recipe, tmp_path: Path,
     assert manifest["status"] == "failed"
     assert manifest["error"] == "export exploded [on purpose]"
     assert not (out / "report.json").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the CPU-only refusal")
+def test_untrainable_precision_fails_before_any_work(tiny_recipe, tmp_path: Path) -> None:
+    """fp16 in a stage's train section (here distillation after pruning) needs CUDA: on a CPU
+    machine compress refuses it at once, before pruning runs or the run folder exists."""
+    stages = [{"kind": "prune", "ratio": 0.25},
+              {"kind": "distill", "train": {"epochs": 1, "precision": "fp16"}}]
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["compress", str(tiny_recipe(stages=stages)), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "fp16 needs a CUDA GPU" in result.output
+    assert "stage prune" not in result.output
+    assert not out.exists()
+    search = {"prune_levels": [0.0], "precisions": ["fp32"],
+              "distill": {"train": {"epochs": 1, "precision": "fp16"}}}
+    result = runner.invoke(app, ["compress", str(tiny_recipe(search=search)), "--out", str(out)])
+    assert result.exit_code == 2 and "fp16 needs a CUDA GPU" in result.output, result.output
+    assert not out.exists()

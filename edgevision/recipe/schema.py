@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -208,6 +209,14 @@ class Recipe(Strict):
                                       "with the reason, where TensorRT is unavailable)")
     benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec)
 
+    def train_specs(self) -> list[TrainSpec]:
+        """Every train section that trains (epochs > 0): the model's, the stages' (fine-tuning,
+        distillation, QAT) and the search's distillation."""
+        found = list(_train_specs(self))
+        if self.search is not None and (distill := self.search.distill_config()) is not None:
+            found += _train_specs(distill)
+        return [spec for spec in found if spec.epochs > 0]
+
     @field_validator("search", mode="before")
     @classmethod
     def _parse_search(cls, value: Any) -> Any:
@@ -246,3 +255,15 @@ class Recipe(Strict):
         if all(isinstance(v, StageConfig) for v in value):
             return value
         return parse_stages(value)
+
+
+def _train_specs(node: Any) -> Iterator[TrainSpec]:
+    """The TrainSpec sections inside a config model (depth first, lists included)."""
+    if isinstance(node, TrainSpec):
+        yield node
+    elif isinstance(node, BaseModel):
+        for name in type(node).model_fields:
+            yield from _train_specs(getattr(node, name))
+    elif isinstance(node, list | tuple):
+        for item in node:
+            yield from _train_specs(item)
