@@ -112,10 +112,8 @@ class BlockPruner:
     """Greedy depth pruning of ``model`` in place, ranked on ``images`` (calibration images)."""
 
     def __init__(self, model: nn.Module, config: PruneConfig, images: torch.Tensor,
-                 count_macs: Callable[[nn.Module], int],
-                 latency_of: LatencyOf | None = None) -> None:
+                 example_input: torch.Tensor, latency_of: LatencyOf | None = None) -> None:
         self.model, self.config, self.images = model, config, images
-        self.count_macs = count_macs
         self.candidates = removable_blocks(model, config.ignore)
         if not self.candidates:
             raise PruneError(f"{type(model).__name__} has no residual block with an identity "
@@ -123,7 +121,7 @@ class BlockPruner:
                              f"{', '.join(RESIDUAL_BLOCKS.names())}); use granularity: channel")
         self.reference = self._log_probs(model)
         self.removed: list[str] = []
-        self.costs = self._costs(latency_of)
+        self.costs = self._costs(example_input, latency_of)
 
     def step(self, step: int) -> None:
         """Remove blocks until step ``step``'s limit (1-based) is met."""
@@ -164,40 +162,28 @@ class BlockPruner:
         return float(F.kl_div(self._log_probs(model), self.reference, reduction="batchmean",
                               log_target=True))
 
-    def _costs(self, latency_of: LatencyOf | None) -> _Costs:
+    def _costs(self, example_input: torch.Tensor, latency_of: LatencyOf | None) -> _Costs:
         """Per-step limits, moving linearly from the unpruned cost to the target, after
         checking that removing every candidate reaches the target at all."""
+        from edgevision.pruning.prune import count, target_cost
+
         config, steps = self.config, self.config.steps
         if config.ratio is not None:
             total = max(1, round(config.ratio * len(self.candidates)))
             return _Costs(lambda m: -float(len(self.removed)),
                           [-float(round(total * k / steps)) for k in range(1, steps + 1)],
                           lambda v: f"{int(-v)} blocks removed")
-        macs = self.count_macs(self.model)
-
-        def macs_of(model: nn.Module) -> float:
-            return float(self.count_macs(model))
-
-        def describe(value: float) -> str:
-            return f"{value:.2f} ms" if latency_of is not None and config.target_latency_ms \
-                else f"{value / macs:.3f} of the MACs"
-
-        if config.target_latency_ms is not None:
-            if latency_of is None:
-                raise PruneError("prune.target_latency_ms needs a way to measure latency")
-            measure, target = latency_of, config.target_latency_ms
-        else:
-            assert config.target_macs is not None  # the config asks for exactly one target
-            measure, target = macs_of, config.target_macs * macs
-        start = measure(self.model)
-        smallest = measure(self._without_every_candidate())
+        cost, target = target_cost(config, example_input, count(self.model, example_input)[0],
+                                   latency_of)
+        start = cost.measure(self.model)
+        smallest = cost.measure(self._without_every_candidate())
         if smallest > target:
-            key = "target_latency_ms" if config.target_latency_ms is not None else "target_macs"
-            raise PruneError(f"prune.{key} ({describe(target)}) cannot be met by removing "
-                             f"blocks: the smallest reachable is {describe(smallest)} (all "
-                             f"{len(self.candidates)} removable blocks removed)")
+            raise PruneError(f"prune.{cost.key} ({cost.describe(target)}) cannot be met by "
+                             f"removing blocks: the smallest reachable is "
+                             f"{cost.describe(smallest)} (all {len(self.candidates)} removable "
+                             "blocks removed)")
         limits = [start - (start - target) * k / steps for k in range(1, steps)] + [target]
-        return _Costs(measure, limits, describe)
+        return _Costs(cost.measure, limits, cost.describe)
 
     def _without_every_candidate(self) -> nn.Module:
         trial = copy.deepcopy(self.model)
@@ -217,8 +203,7 @@ def prune_blocks(model: nn.Module, config: PruneConfig, example_input: torch.Ten
     shape = output_shape(model, example_input)
     macs, params = count(model, example_input)
     result = PruneResult(macs, params)
-    pruner = BlockPruner(model, config, images, lambda m: count(m, example_input)[0],
-                         latency_of)
+    pruner = BlockPruner(model, config, images, example_input, latency_of)
     log(f"{len(pruner.candidates)} residual blocks can be removed")
     for step in range(1, config.steps + 1):
         pruner.step(step)

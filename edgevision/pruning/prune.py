@@ -48,7 +48,7 @@ class PruneTarget:
 
 
 @dataclass(frozen=True)
-class _Cost:
+class Cost:
     """What a target limits: its recipe key, how to measure a model, how to print a value."""
 
     key: str
@@ -90,8 +90,6 @@ def prune_model(model: nn.Module, config: PruneConfig, example_input: torch.Tens
     padding shortcuts); ``PruneResult.architecture`` is the name the model has afterwards."""
     if config.importance in NEEDS_GRADIENTS and labelled_batches is None:
         raise PruneError(f"importance {config.importance!r} needs labelled training batches")
-    if config.target_latency_ms is not None and latency_of is None:
-        raise PruneError("prune.target_latency_ms needs a way to measure latency")
     model.eval()
     shape = output_shape(model, example_input)
     macs, params = count(model, example_input)  # the targets refer to the model as given
@@ -104,7 +102,7 @@ def prune_model(model: nn.Module, config: PruneConfig, example_input: torch.Tens
     if config.ratio is not None:
         target = PruneTarget(config.ratio, dict(config.layer_ratios))
     else:
-        cost, limit = _cost(config, example_input, macs, latency_of)
+        cost, limit = target_cost(config, example_input, macs, latency_of)
         search = _Search(model, config, example_input, ignored, roots, gradients, cost)
         target = search.target_for(limit)
     result.ratio = target.ratio
@@ -214,13 +212,16 @@ def _pruner_class() -> type:
     return RoundingPruner
 
 
-def _cost(config: PruneConfig, example_input: torch.Tensor, original_macs: int,
-          latency_of: LatencyOf | None) -> tuple[_Cost, float]:
-    """The cost a target limits, and the limit."""
-    if config.target_latency_ms is not None and latency_of is not None:
-        return _Cost("target_latency_ms", latency_of, lambda ms: f"{ms:.2f} ms",
-                     exact=False), config.target_latency_ms
-    cost = _Cost("target_macs", lambda m: float(count(m, example_input)[0]),
+def target_cost(config: PruneConfig, example_input: torch.Tensor, original_macs: int,
+                latency_of: LatencyOf | None) -> tuple[Cost, float]:
+    """The cost ``config``'s target (MACs or latency) limits, and the limit; shared by
+    channel and block pruning."""
+    if config.target_latency_ms is not None:
+        if latency_of is None:
+            raise PruneError("prune.target_latency_ms needs a way to measure latency")
+        return Cost("target_latency_ms", latency_of, lambda ms: f"{ms:.2f} ms",
+                    exact=False), config.target_latency_ms
+    cost = Cost("target_macs", lambda m: float(count(m, example_input)[0]),
                  lambda macs: f"{macs / original_macs:.3f} of the MACs", exact=True)
     return cost, config.target_macs * original_macs  # type: ignore[operator]
 
@@ -231,7 +232,7 @@ class _Search:
 
     def __init__(self, model: nn.Module, config: PruneConfig, example_input: torch.Tensor,
                  ignored: list[nn.Module], roots: list[str], gradients: LabelledBatches | None,
-                 cost: _Cost) -> None:
+                 cost: Cost) -> None:
         self.model, self.config, self.example_input = model, config, example_input
         self.ignored, self.roots, self.gradients = ignored, roots, gradients
         self.cost = cost
