@@ -79,10 +79,11 @@ def resolve_precision(requested: str, device: torch.device) -> str:
 
 
 def check_trainable(specs: Iterable[TrainSpec]) -> None:
-    """Refuse, before any work, train sections this machine cannot run: device ``cuda``
-    without a GPU, precision ``fp16`` without CUDA."""
+    """Refuse, before any work, train sections that train (epochs > 0) and this machine cannot
+    run: device ``cuda`` without a GPU, precision ``fp16`` without CUDA."""
     for spec in specs:
-        _refuse_fp16_without_cuda(spec.precision, resolve_device(spec.device))
+        if spec.epochs > 0:
+            _refuse_fp16_without_cuda(spec.precision, resolve_device(spec.device))
 
 
 def _refuse_fp16_without_cuda(precision: str, device: torch.device) -> None:

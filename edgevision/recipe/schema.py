@@ -210,12 +210,12 @@ class Recipe(Strict):
     benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec)
 
     def train_specs(self) -> list[TrainSpec]:
-        """Every train section that trains (epochs > 0): the model's, the stages' (fine-tuning,
-        distillation, QAT) and the search's distillation."""
+        """Every train section: the model's, the stages' (fine-tuning, distillation, QAT) and
+        the search's distillation."""
         found = list(_train_specs(self))
         if self.search is not None and (distill := self.search.distill_config()) is not None:
             found += _train_specs(distill)
-        return [spec for spec in found if spec.epochs > 0]
+        return found
 
     @field_validator("search", mode="before")
     @classmethod
