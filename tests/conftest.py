@@ -50,6 +50,16 @@ def resnet20_checkpoint() -> Path:
     return require(RESNET20, "pretrained CIFAR ResNet-20")
 
 
+def pretrained_resnet20(checkpoint: Path) -> Any:
+    """A fresh pretrained CIFAR ResNet-20 ``nn.Module`` in eval mode (for fixtures of any
+    scope)."""
+    from edgevision.models import build_model
+    from edgevision.recipe.schema import ModelSpec
+
+    spec = ModelSpec(name="cifar_resnet20", num_classes=10, checkpoint=checkpoint)
+    return build_model(spec).module.eval()
+
+
 @pytest.fixture(scope="session")
 def resnet56_checkpoint() -> Path:
     return require(RESNET56, "pretrained CIFAR ResNet-56")

@@ -15,12 +15,13 @@ import yaml
 from edgevision.data import Dataset, EvalSet
 from edgevision.errors import PruneError, RecipeError
 from edgevision.export import export_onnx, verify_onnx
-from edgevision.models import build_model, count_macs_params, load_model_file
+from edgevision.models import count_macs_params, load_model_file
 from edgevision.models.checkpoint import save_model_file
 from edgevision.pruning.blocks import RemovedBlock, prune_blocks, removable_blocks, remove_block
 from edgevision.pruning.config import PruneConfig
-from edgevision.recipe.schema import DataSpec, ExportSpec, ModelSpec
+from edgevision.recipe.schema import DataSpec, ExportSpec
 from edgevision.stages import parse_stages
+from tests.conftest import pretrained_resnet20
 
 EXAMPLE = torch.zeros(1, 3, 32, 32)
 #: the ResNet-20's blocks with an identity shortcut (the first of stages 2 and 3 downsample)
@@ -47,8 +48,7 @@ def test_images(cifar: Dataset) -> torch.Tensor:
 
 @pytest.fixture
 def resnet20(resnet20_checkpoint: Path) -> torch.nn.Module:
-    spec = ModelSpec(name="cifar_resnet20", num_classes=10, checkpoint=resnet20_checkpoint)
-    return build_model(spec).module.eval()
+    return pretrained_resnet20(resnet20_checkpoint)
 
 
 @torch.no_grad()

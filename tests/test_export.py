@@ -20,8 +20,9 @@ from edgevision.data import Dataset
 from edgevision.errors import ArtifactError, ExportError
 from edgevision.export import INPUT_NAME, OUTPUT_NAME, export_onnx, read_metadata, verify_onnx
 from edgevision.export.onnx import load_onnx
-from edgevision.models import build_model, count_macs_params
-from edgevision.recipe.schema import DataSpec, ExportSpec, ModelSpec
+from edgevision.models import count_macs_params
+from edgevision.recipe.schema import DataSpec, ExportSpec
+from tests.conftest import pretrained_resnet20
 
 METADATA: dict[str, Any] = {
     "name": "cifar_resnet20", "num_classes": 10, "input_shape": [3, 32, 32],
@@ -43,8 +44,7 @@ class Exported:
 
 @pytest.fixture(scope="module")
 def resnet20(resnet20_checkpoint: Path) -> nn.Module:
-    spec = ModelSpec(name="cifar_resnet20", num_classes=10, checkpoint=resnet20_checkpoint)
-    return build_model(spec).module.eval()
+    return pretrained_resnet20(resnet20_checkpoint)
 
 
 @pytest.fixture(scope="module")
