@@ -92,6 +92,8 @@ class Dataset:
 
     spec: DataSpec
     seed: int
+    #: the training images decoded once (uint8 NCHW, labels), set by the training loader
+    decoded_train: Any = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_spec(cls, spec: DataSpec, seed: int = 0) -> Dataset:

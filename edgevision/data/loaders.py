@@ -8,8 +8,13 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from edgevision.data import Dataset
+from edgevision.data.memory import MEMORY_AUGMENTS, MEMORY_LIMIT, MemoryTrainLoader, decode_split
 from edgevision.data.preprocess import Preprocess
 from edgevision.data.sources import ImageSource
+
+#: what ``train_loader`` returns: iterable batches ``(images, labels)`` with ``len`` and a
+#: ``generator``
+TrainLoader = DataLoader[tuple[torch.Tensor, int]] | MemoryTrainLoader
 
 
 class Augment:
@@ -50,16 +55,34 @@ class SplitDataset(TorchDataset[tuple[torch.Tensor, int]]):
         return torch.from_numpy(self.preprocess.normalise(image)), self.source.label(index)
 
 
-def train_loader(dataset: Dataset, seed: int) -> DataLoader[tuple[torch.Tensor, int]]:
-    """Shuffled, augmented loader over the training part of the training split."""
+def train_loader(dataset: Dataset, seed: int) -> TrainLoader:
+    """Shuffled, augmented loader over the training part of the training split: from images
+    decoded once into memory when ``data.decode_once`` allows it, else a DataLoader that decodes
+    with PIL (in ``data.workers`` processes) every epoch. Its ``generator`` draws the order and
+    the augmentation."""
     spec = dataset.spec
     size = spec.image_size or _native_size(dataset)
+    generator = torch.Generator().manual_seed(seed)
+    if _decodes_once(dataset, size):
+        if dataset.decoded_train is None:
+            dataset.decoded_train = decode_split(dataset.train_source, dataset.splits.train,
+                                                 dataset.preprocess, spec.workers)
+        images, labels = dataset.decoded_train
+        pad = size // 8 if spec.augment == "cifar" else 0
+        return MemoryTrainLoader(images, labels, spec.batch_size, mean=tuple(spec.mean),
+                                 std=tuple(spec.std), pad=pad, flip=spec.augment != "none",
+                                 generator=generator)
     split = SplitDataset(dataset.train_source, dataset.splits.train, dataset.preprocess,
                          Augment(spec.augment, size) if spec.augment != "none" else None)
-    generator = torch.Generator().manual_seed(seed)
     return DataLoader(split, batch_size=spec.batch_size, shuffle=True, drop_last=False,
                       num_workers=spec.workers, generator=generator,
                       persistent_workers=spec.workers > 0)
+
+
+def _decodes_once(dataset: Dataset, size: int) -> bool:
+    spec = dataset.spec
+    decoded_bytes = len(dataset.splits.train) * spec.channels * size * size
+    return spec.decode_once and spec.augment in MEMORY_AUGMENTS and decoded_bytes <= MEMORY_LIMIT
 
 
 def _native_size(dataset: Dataset) -> int:

@@ -67,6 +67,9 @@ class DataSpec(Strict):
                                   "of the training split")
     batch_size: int = Field(128, ge=1)
     workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    decode_once: bool = Field(True, description="decode the training images once into memory "
+                              "(uint8, up to 2 GiB) and crop/flip/normalise whole batches with "
+                              "torch; for augment none/flip/cifar (false: PIL every epoch)")
 
     @model_validator(mode="after")
     def _normalisation_matches_channels(self) -> DataSpec:
