@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -130,6 +132,30 @@ def test_resume_skips_finished_candidates(search_run: tuple[Path, Path, dict[str
     result = compress(load_recipe(recipe_path), out=run_dir, resume=True)
     assert [path.stat().st_mtime_ns for path in cached] == stamps  # nothing rebuilt or re-timed
     assert result.report is not None and result.report["choice"]["met"]
+
+
+def test_quantization_gets_the_budget_pruning_left_on_the_eval_split(
+        search_run: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> None:
+    from edgevision.data import Dataset
+    from edgevision.search.build import _quantize_budget
+
+    run_dir, recipe_path, report = search_run
+    by_name = {row.name: row for row in rows(report)}
+    base, pruned = by_name["base/fp32"].top1, by_name["pruned50/fp32"].top1
+    assert base is not None and pruned is not None
+    recipe = load_recipe(recipe_path)
+    eval_set = Dataset.from_spec(recipe.data, recipe.seed).eval_set()
+    spec = SearchSpec.model_validate({**SEARCH, "accuracy_budget": base - pruned + 10.0})
+    # measured afresh (a run directory holding only the two FP32 models) and cached
+    for level in ("base", "pruned50"):
+        (tmp_path / "search" / level).mkdir(parents=True)
+        shutil.copy(run_dir / "search" / level / "model.onnx", tmp_path / "search" / level)
+    state = SimpleNamespace(run=SimpleNamespace(path=tmp_path), eval_set=eval_set)
+    left = _quantize_budget(state, spec, 0.5, tmp_path / "search" / "pruned50")  # type: ignore[arg-type]
+    assert left == pytest.approx(10.0)
+    cached = json.loads((tmp_path / "search" / "measurements.json").read_text())
+    assert {name: cached[name]["top1"] for name in cached} == {"base/fp32": base,
+                                                               "pruned50/fp32": pruned}
 
 
 def test_unavailable_backend_is_recorded_not_raised(

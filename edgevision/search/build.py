@@ -107,24 +107,41 @@ def _build_level(state: PipelineState, spec: SearchSpec, level: float,
 def _quantize_budget(state: PipelineState, spec: SearchSpec, level: float,
                      folder: Path) -> float | None:
     """The accuracy budget left to quantization at this level: the search's budget minus what
-    pruning already cost against the unpruned model on the check images (None: no FP32
-    fallback or QAT variant is worth building, or none was asked for)."""
+    pruning already cost, the FP32 top-1 of this level against the unpruned model on the
+    evaluation split (None: no FP32 fallback or QAT variant is worth building, or none was
+    asked for).
+
+    The evaluation split is the one the search chooses on; the validation hold-out would
+    overstate the cost whenever the unpruned model was trained on it (a checkpoint trained on
+    the whole training split, as pretrained ones are)."""
     wanted = {"int8-mixed", "qat"} & set(spec.precisions)
     if not wanted or spec.accuracy_budget is None:
         return None
     if level == 0:
         return spec.accuracy_budget
-    from edgevision.quantization.check import CheckSet, compare
-    from edgevision.quantization.run import check_images
-
-    count = int(spec.quantize.get("check_images", 1000))
-    base = state.run.path / "search" / level_name(0.0) / "model.onnx"
-    check = CheckSet.build(check_images(state.dataset, count), base)
-    pruning_cost = compare(folder / "model.onnx", check).drop
+    pruning_cost = _fp32_top1(state, spec, 0.0) - _fp32_top1(state, spec, level, folder)
     remaining = spec.accuracy_budget - pruning_cost
     if remaining <= 0:
         log(f"search: pruning to {level_name(level)} alone costs {pruning_cost:.2f} points on "
-            f"the check images (budget {spec.accuracy_budget}): no {'/'.join(sorted(wanted))} "
-            "variant can meet it, none is built")
+            f"the {state.eval_set.name} split (budget {spec.accuracy_budget}): no "
+            f"{'/'.join(sorted(wanted))} variant can meet it, none is built")
         return None
+    log(f"search: pruning to {level_name(level)} costs {pruning_cost:.2f} points on the "
+        f"{state.eval_set.name} split; {remaining:.2f} are left to quantization")
     return remaining
+
+
+def _fp32_top1(state: PipelineState, spec: SearchSpec, level: float,
+               folder: Path | None = None) -> float:
+    """A level's FP32 top-1 on the evaluation split (measured once: the search's measurements
+    cache it)."""
+    from edgevision.search.measure import MEASUREMENTS_FILE, candidate_accuracy
+
+    run_root = state.run.path
+    model = (folder or run_root / "search" / level_name(level)) / PRECISION_FILES["fp32"]
+    candidate = Candidate(f"{level_name(level)}/fp32", level, "fp32",
+                          model.relative_to(run_root).as_posix())
+    measured = candidate_accuracy(candidate, spec, state.eval_set, run_root,
+                                  run_root / MEASUREMENTS_FILE)
+    assert measured.top1 is not None
+    return measured.top1

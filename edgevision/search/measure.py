@@ -17,12 +17,14 @@ from edgevision.backends import Backend, get_backend
 from edgevision.benchmarking.environment import usable_cores
 from edgevision.benchmarking.measure import measure_accuracy, time_runs
 from edgevision.data import EvalSet
-from edgevision.errors import EdgevisionError
+from edgevision.errors import ArtifactError, EdgevisionError
 from edgevision.io import write_json_atomic
 from edgevision.progress import log, progress_bar
 from edgevision.search.build import Candidate
 from edgevision.search.config import SearchSpec
 
+#: the measurements of a search, relative to its run directory
+MEASUREMENTS_FILE = "search/measurements.json"
 #: pause before each candidate in a round: ONNX Runtime's idle threads spin-wait for a while
 #: after a run and would steal the cores from the next candidate's first timed runs
 SETTLE_S = 0.2
@@ -90,16 +92,13 @@ def measure_candidates(candidates: list[Candidate], spec: SearchSpec, eval_set: 
         sessions = _open_sessions(runnable, spec, run_dir, stack, done)
         for name, session in list(sessions.items()):
             if done[name].top1 is not None:
-                continue  # accuracy cached from an earlier (interrupted) search
-            log(f"search: accuracy of {name} ({len(eval_set)} {eval_set.name} images)")
+                continue  # accuracy cached from an earlier (interrupted) search or the build
             try:
-                accuracy = measure_accuracy(session, eval_set, max(spec.batch, 32))
+                _measure_accuracy(done[name], session, spec, eval_set)
             except EdgevisionError as exc:  # a candidate that fails to run is kept, with why
                 done[name].error = str(exc)
                 del sessions[name]
                 continue
-            done[name].top1, done[name].top5 = accuracy.top1, accuracy.top5
-            done[name].images = accuracy.images
             _save(cache, done)
         samples = _interleaved_rounds(sessions, spec, eval_set, batches, done)
         for name, by_batch in samples.items():
@@ -108,6 +107,34 @@ def measure_candidates(candidates: list[Candidate], spec: SearchSpec, eval_set: 
                                       for batch, rounds in by_batch.items()]
     _save(cache, done)
     return done
+
+
+def candidate_accuracy(candidate: Candidate, spec: SearchSpec, eval_set: EvalSet,
+                       run_dir: Path, cache: Path) -> Measurement:
+    """``candidate``'s top-1/top-5 on the evaluation split through the target backend: from
+    ``cache`` when it holds them, else measured and cached, so the search's measurement of the
+    same candidate reuses them. Raises when the candidate cannot run."""
+    assert candidate.path is not None
+    done = _load(cache)
+    measured = done.get(candidate.name)
+    if measured is not None and measured.top1 is not None:
+        return measured
+    path = run_dir / candidate.path
+    if not path.is_file():
+        raise ArtifactError(f"{candidate.name}: {path} is missing (its level was not built)")
+    measured = Measurement(candidate.name, spec.backend, size_bytes=path.stat().st_size)
+    with get_backend(spec.backend)(path, threads=spec.threads or usable_cores()) as session:
+        _measure_accuracy(measured, session, spec, eval_set)
+    done[candidate.name] = measured
+    _save(cache, done)
+    return measured
+
+
+def _measure_accuracy(measured: Measurement, session: Backend, spec: SearchSpec,
+                      eval_set: EvalSet) -> None:
+    log(f"search: accuracy of {measured.name} ({len(eval_set)} {eval_set.name} images)")
+    accuracy = measure_accuracy(session, eval_set, max(spec.batch, 32))
+    measured.top1, measured.top5, measured.images = accuracy.top1, accuracy.top5, accuracy.images
 
 
 def _save(cache: Path, done: dict[str, Measurement]) -> None:

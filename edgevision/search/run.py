@@ -13,14 +13,13 @@ from edgevision.io import atomic_path, write_json_atomic, write_text_atomic
 from edgevision.progress import console, log
 from edgevision.search.build import Candidate, build_candidates, level_name
 from edgevision.search.config import SearchSpec
-from edgevision.search.measure import Measurement, measure_candidates
+from edgevision.search.measure import MEASUREMENTS_FILE, Measurement, measure_candidates
 from edgevision.search.report import Row, SearchReport, search_csv, search_table
 from edgevision.search.select import choose, within_budget
 
 if TYPE_CHECKING:
     from edgevision.pipeline import PipelineState
 
-MEASUREMENTS_FILE = "search/measurements.json"
 DEPLOY_FILE = "deploy.onnx"
 PLOT_FILE = "pareto.png"
 SUMMARY_FILE = "summary.md"
