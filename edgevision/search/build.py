@@ -120,7 +120,7 @@ def _quantize_budget(state: PipelineState, spec: SearchSpec, level: float,
     if level == 0:
         return spec.accuracy_budget
     pruning_cost = _fp32_top1(state, spec, 0.0) - _fp32_top1(state, spec, level, folder)
-    remaining = spec.accuracy_budget - pruning_cost
+    remaining = round(spec.accuracy_budget - pruning_cost, 6)  # top-1s are k/N: no 0.2399999
     if remaining <= 0:
         log(f"search: pruning to {level_name(level)} alone costs {pruning_cost:.2f} points on "
             f"the {state.eval_set.name} split (budget {spec.accuracy_budget}): no "
