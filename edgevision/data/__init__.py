@@ -32,6 +32,13 @@ def preprocess_from_spec(spec: DataSpec) -> Preprocess:
                       std=tuple(spec.std), channels=spec.channels)
 
 
+def different_sizes(name: str, shapes: set[tuple[int, ...]]) -> DataError:
+    """The error for a split whose preprocessed CHW images differ in size (up to 3 shown)."""
+    listed = ", ".join(sorted(str(shape[1:]) for shape in shapes)[:3])
+    return DataError(f"the {name} images have different sizes ({listed}); set "
+                     "data.image_size (and data.resize) so they are resized alike")
+
+
 @dataclass
 class EvalSet:
     """Preprocessed images and labels of one split's subset, served as NumPy batches."""
@@ -78,9 +85,7 @@ class EvalSet:
             raise DataError(f"the {self.name} set is empty")
         arrays = [self.preprocess(self.source.image(i)) for i in indices]
         if len({a.shape for a in arrays}) > 1:
-            raise DataError(f"the {self.name} images have different sizes "
-                            f"({', '.join(sorted({str(a.shape[1:]) for a in arrays})[:3])}); set "
-                            "data.image_size (and data.resize) so they are resized alike")
+            raise different_sizes(self.name, {a.shape for a in arrays})
         images = np.stack(arrays)
         labels = np.asarray([self.source.label(i) for i in indices], dtype=np.int64)
         return images, labels

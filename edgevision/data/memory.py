@@ -20,7 +20,8 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from edgevision.errors import DataError
+from edgevision.data import different_sizes
+from edgevision.data.preprocess import channels_first
 from edgevision.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -92,8 +93,7 @@ class _Decoded(TorchDataset[tuple[np.ndarray, int]]):
 
     def __getitem__(self, item: int) -> tuple[np.ndarray, int]:
         index = self.indices[item]
-        array = np.asarray(self.preprocess.geometry(self.source.image(index)), dtype=np.uint8)
-        array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+        array = channels_first(self.preprocess.geometry(self.source.image(index)))
         return np.ascontiguousarray(array), self.source.label(index)
 
 
@@ -109,7 +109,8 @@ def decode_split(source: ImageSource, indices: list[int], preprocess: Preprocess
         task = bar.add_task("decoding the training images", total=len(indices), status="")
         for batch_images, batch_labels in loader:
             if images and batch_images.shape[1:] != images[0].shape[1:]:
-                _different_sizes({tuple(images[0].shape[1:]), tuple(batch_images.shape[1:])})
+                raise different_sizes("training", {tuple(images[0].shape[1:]),
+                                                   tuple(batch_images.shape[1:])})
             images.append(batch_images)
             labels.append(batch_labels)
             bar.update(task, advance=len(batch_labels))
@@ -119,12 +120,7 @@ def decode_split(source: ImageSource, indices: list[int], preprocess: Preprocess
 def _stack(items: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor]:
     shapes = {image.shape for image, _ in items}
     if len(shapes) > 1:
-        _different_sizes(shapes)
+        raise different_sizes("training", shapes)
     return (torch.from_numpy(np.stack([image for image, _ in items])),
             torch.tensor([label for _, label in items], dtype=torch.int64))
 
-
-def _different_sizes(shapes: set[tuple[int, ...]]) -> None:
-    listed = ", ".join(str(shape[1:]) for shape in sorted(shapes)[:3])
-    raise DataError(f"the training images have different sizes ({listed}); set "
-                    "data.image_size (and data.resize) so they are resized alike")

@@ -39,8 +39,7 @@ class Preprocess:
 
     def normalise(self, image: Image.Image) -> np.ndarray:
         """PIL image → normalised CHW float32 array."""
-        array = np.asarray(image, dtype=np.float32) / 255.0
-        array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+        array = channels_first(image).astype(np.float32) / 255.0
         mean = np.asarray(self.mean, dtype=np.float32).reshape(-1, 1, 1)
         std = np.asarray(self.std, dtype=np.float32).reshape(-1, 1, 1)
         return np.ascontiguousarray((array - mean) / std)
@@ -54,6 +53,12 @@ class Preprocess:
         return cls(image_size=data.get("image_size"), resize=data.get("resize"),
                    mean=tuple(data["mean"]), std=tuple(data["std"]),
                    channels=int(data.get("channels", 3)))
+
+
+def channels_first(image: Image.Image) -> np.ndarray:
+    """PIL image → its uint8 pixels as CHW (grey images get one channel)."""
+    array = np.asarray(image, dtype=np.uint8)
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
 def _resize_shorter(image: Image.Image, size: int) -> Image.Image:
