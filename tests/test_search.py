@@ -151,7 +151,7 @@ def test_quantization_gets_the_budget_pruning_left_on_the_eval_split(
         (tmp_path / "search" / level).mkdir(parents=True)
         shutil.copy(run_dir / "search" / level / "model.onnx", tmp_path / "search" / level)
     state = SimpleNamespace(run=SimpleNamespace(path=tmp_path), eval_set=eval_set)
-    left = _quantize_budget(state, spec, 0.5, tmp_path / "search" / "pruned50")  # type: ignore[arg-type]
+    left = _quantize_budget(state, spec, 0.5)  # type: ignore[arg-type]
     assert left == pytest.approx(10.0)
     cached = json.loads((tmp_path / "search" / "measurements.json").read_text())
     assert {name: cached[name]["top1"] for name in cached} == {"base/fp32": base,

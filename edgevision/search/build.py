@@ -46,6 +46,11 @@ def level_name(level: float) -> str:
     return "base" if level == 0 else f"pruned{level * 100:g}"
 
 
+def _level_folder(run_root: Path, level: float) -> Path:
+    """Where a level's models, checkpoints and ``level.json`` live in the run directory."""
+    return run_root / "search" / level_name(level)
+
+
 def build_candidates(state: PipelineState, spec: SearchSpec) -> list[Candidate]:
     """All candidates of the search, building the levels not built yet."""
     candidates: list[Candidate] = []
@@ -55,7 +60,7 @@ def build_candidates(state: PipelineState, spec: SearchSpec) -> list[Candidate]:
 
 
 def _level(state: PipelineState, spec: SearchSpec, level: float) -> list[Candidate]:
-    folder = state.run.path / "search" / level_name(level)
+    folder = _level_folder(state.run.path, level)
     done = folder / LEVEL_FILE
     if done.is_file():
         log(f"search: {level_name(level)} already built (cached in {folder})")
@@ -88,7 +93,7 @@ def _build_level(state: PipelineState, spec: SearchSpec, level: float,
     derived: list[str] = [p for p in ("int8", "fp16") if p in spec.precisions
                or (p == "int8" and {"int8-mixed", "qat"} & set(spec.precisions))]
     if derived:
-        budget = _quantize_budget(state, spec, level, folder)
+        budget = _quantize_budget(state, spec, level)
         get_stage("quantize").handler(spec.quantize_config(derived, budget), sub)
     macs = sub.info["model"]["macs"]
     run_root = state.run.path
@@ -104,8 +109,7 @@ def _build_level(state: PipelineState, spec: SearchSpec, level: float,
     return candidates
 
 
-def _quantize_budget(state: PipelineState, spec: SearchSpec, level: float,
-                     folder: Path) -> float | None:
+def _quantize_budget(state: PipelineState, spec: SearchSpec, level: float) -> float | None:
     """The accuracy budget left to quantization at this level: the search's budget minus what
     pruning already cost, the FP32 top-1 of this level against the unpruned model on the
     evaluation split (None: no FP32 fallback or QAT variant is worth building, or none was
@@ -119,7 +123,7 @@ def _quantize_budget(state: PipelineState, spec: SearchSpec, level: float,
         return None
     if level == 0:
         return spec.accuracy_budget
-    pruning_cost = _fp32_top1(state, spec, 0.0) - _fp32_top1(state, spec, level, folder)
+    pruning_cost = _fp32_top1(state, spec, 0.0) - _fp32_top1(state, spec, level)
     remaining = round(spec.accuracy_budget - pruning_cost, 6)  # top-1s are k/N: no 0.2399999
     if remaining <= 0:
         log(f"search: pruning to {level_name(level)} alone costs {pruning_cost:.2f} points on "
@@ -131,14 +135,13 @@ def _quantize_budget(state: PipelineState, spec: SearchSpec, level: float,
     return remaining
 
 
-def _fp32_top1(state: PipelineState, spec: SearchSpec, level: float,
-               folder: Path | None = None) -> float:
+def _fp32_top1(state: PipelineState, spec: SearchSpec, level: float) -> float:
     """A level's FP32 top-1 on the evaluation split (measured once: the search's measurements
     cache it)."""
     from edgevision.search.measure import MEASUREMENTS_FILE, candidate_accuracy
 
     run_root = state.run.path
-    model = (folder or run_root / "search" / level_name(level)) / PRECISION_FILES["fp32"]
+    model = _level_folder(run_root, level) / PRECISION_FILES["fp32"]
     candidate = Candidate(f"{level_name(level)}/fp32", level, "fp32",
                           model.relative_to(run_root).as_posix())
     measured = candidate_accuracy(candidate, spec, state.eval_set, run_root,
