@@ -123,11 +123,16 @@ def candidate_accuracy(candidate: Candidate, spec: SearchSpec, eval_set: EvalSet
     if not path.is_file():
         raise ArtifactError(f"{candidate.name}: {path} is missing (its level was not built)")
     measured = Measurement(candidate.name, spec.backend, size_bytes=path.stat().st_size)
-    with get_backend(spec.backend)(path, threads=spec.threads or usable_cores()) as session:
+    with _session(spec, path) as session:
         _measure_accuracy(measured, session, spec, eval_set)
     done[candidate.name] = measured
     _save(cache, done)
     return measured
+
+
+def _session(spec: SearchSpec, path: Path) -> Backend:
+    """An (unopened) session of the search's target backend, with the search's threads."""
+    return get_backend(spec.backend)(path, threads=spec.threads or usable_cores())
 
 
 def _measure_accuracy(measured: Measurement, session: Backend, spec: SearchSpec,
@@ -145,7 +150,6 @@ def _save(cache: Path, done: dict[str, Measurement]) -> None:
 def _open_sessions(runnable: list[Candidate], spec: SearchSpec, run_dir: Path,
                    stack: contextlib.ExitStack, done: dict[str, Measurement]
                    ) -> dict[str, Backend]:
-    backend = get_backend(spec.backend)
     sessions: dict[str, Backend] = {}
     for candidate in runnable:
         assert candidate.path is not None
@@ -156,8 +160,7 @@ def _open_sessions(runnable: list[Candidate], spec: SearchSpec, run_dir: Path,
                                       size_bytes=path.stat().st_size)
             done[candidate.name] = measurement
         try:
-            sessions[candidate.name] = stack.enter_context(
-                backend(path, threads=spec.threads or usable_cores()))
+            sessions[candidate.name] = stack.enter_context(_session(spec, path))
         except EdgevisionError as exc:
             measurement.error = str(exc)
             log(f"[yellow]search: {candidate.name} cannot run on {spec.backend}: {exc}[/yellow]")
