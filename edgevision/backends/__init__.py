@@ -1,4 +1,5 @@
-"""Backends behind one small interface: PyTorch eager (baseline), ONNX Runtime and TensorRT.
+"""Backends behind one small interface: PyTorch eager (baseline), ONNX Runtime (CPU/CUDA, or
+OpenVINO's execution provider) and TensorRT.
 
 ``edgevision.backends.tensorrt`` is the only package allowed to import ``tensorrt`` (a ruff
 rule), and only lazily.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgevision.backends.base import Availability, Backend, InputSpec, SessionInfo
-from edgevision.backends.onnxruntime import OnnxRuntimeBackend
+from edgevision.backends.onnxruntime import OnnxRuntimeBackend, OnnxRuntimeOpenVinoBackend
 from edgevision.backends.pytorch import PyTorchBackend
 from edgevision.backends.tensorrt import TensorRTBackend
 from edgevision.registry import Registry
@@ -17,6 +18,7 @@ from edgevision.registry import Registry
 BACKENDS: Registry[type[Backend]] = Registry("backend", hint="see `edgevision list backends`")
 BACKENDS.register("pytorch")(PyTorchBackend)
 BACKENDS.register("onnxruntime")(OnnxRuntimeBackend)
+BACKENDS.register("onnxruntime-openvino")(OnnxRuntimeOpenVinoBackend)
 BACKENDS.register("tensorrt")(TensorRTBackend)
 
 

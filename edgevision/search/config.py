@@ -11,7 +11,7 @@ Precision = Literal["fp32", "fp16", "int8", "int8-mixed", "qat"]
 
 
 class SearchSpec(BaseModel):
-    """Pruning levels × precisions on one backend, measured, then chosen under a budget."""
+    """Pruning levels × precisions × backends, measured, then chosen under a budget."""
 
     model_config = ConfigDict(extra="forbid")
     prune_levels: list[float] = Field(
@@ -30,7 +30,11 @@ class SearchSpec(BaseModel):
         "the accuracy budget), qat (only when PTQ misses the budget)")
     quantize: dict[str, Any] = Field(default_factory=dict, description="a quantize stage "
                                      "template (target, calibration, check_images, qat.train)")
-    backend: str = Field("onnxruntime", description="the backend every candidate is timed on")
+    backends: list[str] = Field(
+        default_factory=lambda: ["onnxruntime"], description="the backends every candidate is "
+        "measured on; the first is the target whose unpruned FP32 model is the baseline, the "
+        "others (e.g. onnxruntime-openvino) add variants named '<candidate>@<backend>'; one "
+        "unavailable here is skipped with the reason in the report")
     batch: int = Field(64, ge=1, description="the batch size the budget and choice refer to "
                        "(batch 1 is measured too)")
     accuracy_budget: float | None = Field(0.5, ge=0, description="maximum top-1 drop (points) "
@@ -77,10 +81,22 @@ class SearchSpec(BaseModel):
             except ValidationError as exc:
                 raise ValueError(format_validation_error(
                     exc, config, prefix=f"search.{section}.")) from None
-        if not BACKENDS.get(self.backend).accepts(Path("candidate.onnx")):
-            raise ValueError(f"search.backend {self.backend!r} does not run ONNX graphs (the "
-                             "candidates); use onnxruntime")
+        if not self.backends or len(set(self.backends)) != len(self.backends):
+            raise ValueError("search.backends must name at least one backend, each once")
+        for name in self.backends:
+            if not BACKENDS.get(name).accepts(Path("candidate.onnx")):
+                raise ValueError(f"search.backends: {name!r} does not run ONNX graphs (the "
+                                 "candidates); use onnxruntime or onnxruntime-openvino")
         return self
+
+    @property
+    def target(self) -> str:
+        """The first backend: the baseline's, and the one the build's accuracy checks use."""
+        return self.backends[0]
+
+    def variant_name(self, candidate: str, backend: str) -> str:
+        """A candidate's name on ``backend``: plain on the target, ``<name>@<backend>`` else."""
+        return candidate if backend == self.target else f"{candidate}@{backend}"
 
     def prune_config(self, level: float) -> Any:
         """The prune stage of one level."""

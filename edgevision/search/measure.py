@@ -48,7 +48,7 @@ class Timing:
 
 @dataclass
 class Measurement:
-    """A candidate's figures on the target (or its error)."""
+    """A variant's figures on its backend (or its error)."""
 
     name: str
     backend: str
@@ -71,21 +71,42 @@ class Measurement:
         return cls(**data, timings=timings)
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A candidate on one of the search's backends (what one report row measures)."""
+
+    candidate: Candidate
+    backend: str
+    name: str
+
+
+def variants(candidates: list[Candidate], spec: SearchSpec) -> list[Variant]:
+    """Every candidate on every backend of the search, the target's first."""
+    return [Variant(c, backend, spec.variant_name(c.name, backend))
+            for backend in spec.backends for c in candidates]
+
+
 def measure_candidates(candidates: list[Candidate], spec: SearchSpec, eval_set: EvalSet,
                        run_dir: Path, cache: Path) -> dict[str, Measurement]:
-    """Measure the candidates ``cache`` does not hold yet and return every measurement.
+    """Measure each candidate on each backend (the variants ``cache`` does not hold yet) and
+    return every measurement, by variant name.
 
-    Accuracy is measured once per candidate (and cached at once). Timing is all-or-nothing:
-    whenever any candidate lacks it, every runnable candidate is timed again in the same
-    interleaved rounds, so figures compared in one report always come from one session.
+    Accuracy is measured once per variant (and cached at once). Timing is all-or-nothing:
+    whenever any variant lacks it, every runnable variant is timed again in the same
+    interleaved rounds, so figures compared in one report always come from one session. A
+    backend unavailable here gives its variants the reason as their error.
     """
     done = _load(cache)
-    for candidate in candidates:
-        if candidate.error and candidate.name not in done:
-            done[candidate.name] = Measurement(candidate.name, spec.backend,
-                                               error=candidate.error)
-    runnable = [c for c in candidates if not c.error and c.path]
-    if all(c.name in done and done[c.name].timings for c in runnable):
+    runnable = []
+    for variant in variants(candidates, spec):
+        if variant.candidate.error:
+            done.setdefault(variant.name, Measurement(variant.name, variant.backend,
+                                                      error=variant.candidate.error))
+        elif reason := _unavailable(variant.backend):  # never figures from another install
+            done[variant.name] = Measurement(variant.name, variant.backend, error=reason)
+        elif variant.candidate.path:
+            runnable.append(variant)
+    if all(v.name in done and done[v.name].timings for v in runnable):
         return done
     batches = sorted({1, spec.batch})
     with contextlib.ExitStack() as stack:
@@ -111,7 +132,8 @@ def measure_candidates(candidates: list[Candidate], spec: SearchSpec, eval_set: 
 
 def candidate_accuracy(candidate: Candidate, spec: SearchSpec, eval_set: EvalSet,
                        run_dir: Path, cache: Path) -> Measurement:
-    """``candidate``'s top-1/top-5 on the evaluation split through the target backend: from
+    """``candidate``'s top-1/top-5 on the evaluation split through the target backend (the
+    first of the search's): from
     ``cache`` when it holds them, else measured and cached, so the search's measurement of the
     same candidate reuses them. Raises when the candidate cannot run."""
     assert candidate.path is not None
@@ -122,17 +144,23 @@ def candidate_accuracy(candidate: Candidate, spec: SearchSpec, eval_set: EvalSet
     path = run_dir / candidate.path
     if not path.is_file():
         raise ArtifactError(f"{candidate.name}: {path} is missing (its level was not built)")
-    measured = Measurement(candidate.name, spec.backend, size_bytes=path.stat().st_size)
-    with _session(spec, path) as session:
+    measured = Measurement(candidate.name, spec.target, size_bytes=path.stat().st_size)
+    with _session(spec.target, spec, path) as session:
         _measure_accuracy(measured, session, spec, eval_set)
     done[candidate.name] = measured
     _save(cache, done)
     return measured
 
 
-def _session(spec: SearchSpec, path: Path) -> Backend:
-    """An (unopened) session of the search's target backend, with the search's threads."""
-    return get_backend(spec.backend)(path, threads=spec.threads or usable_cores())
+def _session(backend: str, spec: SearchSpec, path: Path) -> Backend:
+    """An (unopened) session of ``backend``, with the search's threads."""
+    return get_backend(backend)(path, threads=spec.threads or usable_cores())
+
+
+def _unavailable(backend: str) -> str | None:
+    """Why ``backend`` cannot run here (None: it can)."""
+    status = get_backend(backend).availability()
+    return None if status.ok else f"backend {backend!r} is unavailable: {status.reason}"
 
 
 def _measure_accuracy(measured: Measurement, session: Backend, spec: SearchSpec,
@@ -147,23 +175,24 @@ def _save(cache: Path, done: dict[str, Measurement]) -> None:
     write_json_atomic(cache, {n: m.to_dict() for n, m in done.items() if m.error is None})
 
 
-def _open_sessions(runnable: list[Candidate], spec: SearchSpec, run_dir: Path,
+def _open_sessions(runnable: list[Variant], spec: SearchSpec, run_dir: Path,
                    stack: contextlib.ExitStack, done: dict[str, Measurement]
                    ) -> dict[str, Backend]:
     sessions: dict[str, Backend] = {}
-    for candidate in runnable:
-        assert candidate.path is not None
-        path = run_dir / candidate.path
-        measurement = done.get(candidate.name)
+    for variant in runnable:
+        assert variant.candidate.path is not None
+        path = run_dir / variant.candidate.path
+        measurement = done.get(variant.name)
         if measurement is None or measurement.error:
-            measurement = Measurement(candidate.name, spec.backend,
+            measurement = Measurement(variant.name, variant.backend,
                                       size_bytes=path.stat().st_size)
-            done[candidate.name] = measurement
+            done[variant.name] = measurement
         try:
-            sessions[candidate.name] = stack.enter_context(_session(spec, path))
+            sessions[variant.name] = stack.enter_context(_session(variant.backend, spec, path))
         except EdgevisionError as exc:
             measurement.error = str(exc)
-            log(f"[yellow]search: {candidate.name} cannot run on {spec.backend}: {exc}[/yellow]")
+            log(f"[yellow]search: {variant.candidate.name} cannot run on {variant.backend}: "
+                f"{exc}[/yellow]")
     return sessions
 
 

@@ -11,6 +11,9 @@ from edgevision.search.report import SearchReport
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
+#: one colour per backend, the target's first (the frontier, budget and choice have their own)
+BACKEND_COLORS = ("tab:blue", "tab:purple", "tab:brown", "tab:gray")
+
 
 def pareto_front(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
     """The (latency, top-1, name) points no other point beats on both (faster and as accurate,
@@ -32,8 +35,11 @@ def pareto_plot(report: SearchReport, path: Path) -> Path:
     rows = [r for r in report.rows if r.p50_ms is not None and r.top1 is not None]
     points = [(float(r.p50_ms or 0.0), float(r.top1 or 0.0), r.name) for r in rows]
     figure, axes = plt.subplots(figsize=(8, 5.5), dpi=120)
-    axes.scatter([p[0] for p in points], [p[1] for p in points], color="tab:blue", zorder=3,
-                 label="candidate")
+    measured_backends = dict.fromkeys(r.backend for r in rows)  # the target's first
+    for backend, color in zip(measured_backends, BACKEND_COLORS, strict=False):
+        mine = [r for r in rows if r.backend == backend]
+        axes.scatter([float(r.p50_ms or 0.0) for r in mine], [float(r.top1 or 0.0) for r in mine],
+                     color=color, zorder=3, label=f"candidate on {backend}")
     for latency, top1, name in points:
         axes.annotate(name, (latency, top1), textcoords="offset points", xytext=(5, 4),
                       fontsize=8)
@@ -46,8 +52,7 @@ def pareto_plot(report: SearchReport, path: Path) -> Path:
         axes.scatter([float(chosen.p50_ms or 0.0)], [float(chosen.top1 or 0.0)], marker="*",
                      s=320, color="tab:red", zorder=4, label=f"chosen: {chosen.name}")
     env = report.environment
-    axes.set_xlabel(f"p50 latency at batch {report.batch} (ms, {rows[0].backend if rows else ''}"
-                    f", {env.get('cpu_count')} cores)")
+    axes.set_xlabel(f"p50 latency at batch {report.batch} (ms, {env.get('cpu_count')} cores)")
     axes.set_ylabel(f"top-1 accuracy (%, {report.settings.get('eval_split', 'evaluation')} "
                     "split)")
     axes.set_title(f"latency vs accuracy — {env.get('cpu')}")

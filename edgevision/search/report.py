@@ -88,16 +88,22 @@ def search_table(report: SearchReport) -> Table:
     """The rich table: sorted by latency, the chosen row marked, errors in place of figures."""
     env = report.environment
     table = Table(title=f"edgevision search — {env.get('cpu')} ({env.get('cpu_count')} cores), "
-                        f"{report.rows[0].backend if report.rows else '-'}, batch {report.batch}"
+                        f"{', '.join(backends(report)) or '-'}, batch {report.batch}"
                         f"; {report.choice.message}", title_justify="left")
-    for column in ("", "variant", "precision", "size MB", "MMACs", "top-1 %", "drop",
+    for column in ("", "variant", "backend", "precision", "size MB", "MMACs", "top-1 %", "drop",
                    "b1 p50/p99 ms", f"b{report.batch} p50/p99 ms", "spread %", "img/s",
                    "speedup"):
-        table.add_column(column, justify="left" if column in ("", "variant", "precision")
+        table.add_column(column, justify="left" if column in ("", "variant", "backend",
+                                                              "precision")
                          else "right")
     for row in sorted_rows(report.rows):
         table.add_row(*_cells(row, report.choice.chosen))
     return table
+
+
+def backends(report: SearchReport) -> list[str]:
+    """The backends of the report's rows, the target (the baseline's) first."""
+    return list(dict.fromkeys(row.backend for row in report.rows))
 
 
 def fmt(value: float | None, digits: int = 2, scale: float = 1.0) -> str:
@@ -107,7 +113,8 @@ def fmt(value: float | None, digits: int = 2, scale: float = 1.0) -> str:
 
 def _cells(row: Row, chosen: str | None) -> list[str]:
     mark = "★" if row.name == chosen else ("✓" if row.within_budget else "")
-    head = [mark, row.name, row.precision, fmt(row.size_bytes, 2, 1e6), fmt(row.macs, 1, 1e6)]
+    head = [mark, row.name, row.backend, row.precision, fmt(row.size_bytes, 2, 1e6),
+            fmt(row.macs, 1, 1e6)]
     if row.error:
         return [*head, f"[red]error: {row.error}[/red]", *[""] * 6]
     return [*head, fmt(row.top1), fmt(row.drop),

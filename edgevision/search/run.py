@@ -13,7 +13,12 @@ from edgevision.io import atomic_path, write_json_atomic, write_text_atomic
 from edgevision.progress import console, log
 from edgevision.search.build import Candidate, build_candidates, level_name
 from edgevision.search.config import SearchSpec
-from edgevision.search.measure import MEASUREMENTS_FILE, Measurement, measure_candidates
+from edgevision.search.measure import (
+    MEASUREMENTS_FILE,
+    Measurement,
+    measure_candidates,
+    variants,
+)
 from edgevision.search.report import Row, SearchReport, search_csv, search_table
 from edgevision.search.select import choose, within_budget
 
@@ -35,8 +40,8 @@ def run_search(state: PipelineState, spec: SearchSpec) -> SearchReport:
     rows = _rows(candidates, measured, spec, baseline)
     choice = choose(rows, spec)
     if choice.chosen is not None:
-        source = state.run.path / next(c.path for c in candidates if c.name == choice.chosen
-                                       and c.path)
+        source = state.run.path / next(r.artifact for r in rows if r.name == choice.chosen
+                                       and r.artifact)
         with atomic_path(state.run.path / DEPLOY_FILE) as tmp:
             shutil.copyfile(source, tmp)
         choice.deployed = DEPLOY_FILE
@@ -61,13 +66,14 @@ def _rows(candidates: list[Candidate], measured: dict[str, Measurement], spec: S
     base_top1 = base.top1 if base and not base.error else None
     base_timing = base.timing(spec.batch) if base and not base.error else None
     rows = []
-    for candidate in candidates:
-        m = measured.get(candidate.name) or Measurement(candidate.name, spec.backend,
-                                                        error="not measured")
+    for variant in variants(candidates, spec):
+        candidate = variant.candidate
+        m = measured.get(variant.name) or Measurement(variant.name, variant.backend,
+                                                      error="not measured")
         big, one = m.timing(spec.batch), m.timing(1)
         row = Row(
-            name=candidate.name, level=candidate.level, precision=candidate.precision,
-            backend=spec.backend, artifact=candidate.path, size_bytes=m.size_bytes,
+            name=variant.name, level=candidate.level, precision=candidate.precision,
+            backend=variant.backend, artifact=candidate.path, size_bytes=m.size_bytes,
             macs=candidate.macs, top1=m.top1, top5=m.top5,
             drop=(base_top1 - m.top1) if base_top1 is not None and m.top1 is not None
             else None,

@@ -1,0 +1,123 @@
+"""The onnxruntime-openvino backend (ONNX Runtime's OpenVINO execution provider) on a real
+exported ResNet-20 and its INT8 QDQ graph, against the CPU provider on CIFAR-10 JPEG images.
+
+The positive tests need the onnxruntime-openvino build: `scripts/test` runs them in
+.venv-openvino with EDGEVISION_REQUIRE_OPENVINO=1, where they fail rather than skip. Where the
+build is absent (the main .venv) the backend's unavailability is tested instead."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgevision.backends import OnnxRuntimeBackend, OnnxRuntimeOpenVinoBackend, get_backend
+from edgevision.benchmarking import Artifact, measure_accuracy
+from edgevision.benchmarking.runner import benchmark_artifacts
+from edgevision.data import Dataset
+from edgevision.errors import BackendUnavailableError
+from edgevision.recipe import BenchmarkSpec, DataSpec, ExportSpec, ModelSpec
+
+OPENVINO = OnnxRuntimeOpenVinoBackend.availability()
+needs_openvino = pytest.mark.skipif(
+    not OPENVINO.ok and os.environ.get("EDGEVISION_REQUIRE_OPENVINO") != "1",
+    reason=f"{OPENVINO.reason} (scripts/test runs this in .venv-openvino)")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory, cifar_archive: Path,
+           resnet20_checkpoint: Path) -> dict[str, Path]:
+    """The pretrained ResNet-20 as FP32 ONNX and as the cpu target's INT8 QDQ graph (256
+    calibration images from the training split)."""
+    from edgevision.export import export_onnx
+    from edgevision.models import build_model
+    from edgevision.quantization.calibration import BatchReader
+    from edgevision.quantization.ptq import Int8Options, prepare_model, quantize_int8
+    from edgevision.quantization.targets import TARGETS
+
+    folder = tmp_path_factory.mktemp("openvino")
+    dataset = Dataset.from_spec(DataSpec(root=cifar_archive, calibration_size=256))
+    built = build_model(ModelSpec(name="cifar_resnet20", num_classes=10,
+                                  checkpoint=resnet20_checkpoint))
+    info = {"name": built.name, "num_classes": 10, "input_shape": [3, 32, 32],
+            "preprocess": dataset.preprocess.to_dict(), "labels": dataset.classes}
+    fp32 = export_onnx(built.module, dataset.calibration_set().first(4), folder / "model.onnx",
+                       ExportSpec(exporter="torchscript"), {**info, "precision": "fp32"})
+    prepared = prepare_model(fp32, folder / "model.prep.onnx")
+    int8 = quantize_int8(prepared, folder / "model.int8.onnx", Int8Options(TARGETS["cpu"]),
+                         reader=BatchReader(dataset.calibration_set(), "input", 64))
+    return {"fp32": fp32, "int8": int8}
+
+
+@pytest.fixture(scope="module")
+def test_images(cifar_archive: Path) -> Dataset:
+    """500 CIFAR-10 JPEG test images."""
+    return Dataset.from_spec(DataSpec(root=cifar_archive, eval_limit=500))
+
+
+@pytest.mark.openvino
+@needs_openvino
+def test_fp32_logits_match_the_cpu_provider(models: dict[str, Path], test_images: Dataset
+                                            ) -> None:
+    images = test_images.eval_set().first(64)
+    with OnnxRuntimeBackend(models["fp32"], threads=2) as cpu, \
+            OnnxRuntimeOpenVinoBackend(models["fp32"], threads=2) as openvino:
+        expected, got = cpu.run(images), openvino.run(images)
+        info = openvino.info
+    assert info.details["providers"][0] == "OpenVINOExecutionProvider"
+    assert info.device == "cpu" and info.threads == 2 and info.precision == "fp32"
+    np.testing.assert_allclose(got, expected, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.openvino
+@needs_openvino
+def test_int8_top1_matches_the_cpu_provider(models: dict[str, Path], test_images: Dataset
+                                            ) -> None:
+    eval_set = test_images.eval_set()
+    with OnnxRuntimeBackend(models["int8"], threads=2) as cpu, \
+            OnnxRuntimeOpenVinoBackend(models["int8"], threads=2) as openvino:
+        on_cpu = measure_accuracy(cpu, eval_set, 64)
+        on_openvino = measure_accuracy(openvino, eval_set, 64)
+    assert on_openvino.images == on_cpu.images == 500
+    assert on_cpu.top1 > 80.0  # a working INT8 ResNet-20, not noise
+    assert abs(on_openvino.top1 - on_cpu.top1) <= 1.0  # ≤ 5 of 500 images differ
+
+
+@pytest.mark.openvino
+@needs_openvino
+def test_benchmark_rows_on_both_providers(models: dict[str, Path], test_images: Dataset) -> None:
+    spec = BenchmarkSpec(backends=["onnxruntime", "onnxruntime-openvino"], batch_sizes=[1, 8],
+                         warmup=2, iterations=3, threads=2)
+    rows = benchmark_artifacts([Artifact("int8", models["int8"])], spec,
+                               test_images.eval_set())
+    assert [row.backend for row in rows] == ["onnxruntime", "onnxruntime-openvino"]
+    for row in rows:
+        assert row.error is None and row.accuracy is not None
+        assert [stats.batch for stats in row.latency] == [1, 8]
+
+
+@pytest.mark.openvino
+@needs_openvino
+def test_cpu_only(models: dict[str, Path]) -> None:
+    with pytest.raises(BackendUnavailableError, match="runs on the CPU only"), \
+            OnnxRuntimeOpenVinoBackend(models["fp32"], device="cuda"):
+        pass
+
+
+def test_unavailable_here_says_how_to_install(models: dict[str, Path], test_images: Dataset
+                                              ) -> None:
+    if OPENVINO.ok:
+        pytest.skip("onnxruntime-openvino is installed here")
+    assert "has no OpenVINOExecutionProvider" in OPENVINO.reason
+    assert "pip install onnxruntime-openvino" in OPENVINO.reason
+    assert get_backend("onnxruntime-openvino") is OnnxRuntimeOpenVinoBackend
+    with pytest.raises(BackendUnavailableError, match="'onnxruntime-openvino' is unavailable"), \
+            OnnxRuntimeOpenVinoBackend(models["fp32"]):
+        pass
+    spec = BenchmarkSpec(backends=["onnxruntime", "onnxruntime-openvino"], batch_sizes=[1],
+                         warmup=1, iterations=2, accuracy=False)
+    rows = benchmark_artifacts([Artifact("fp32", models["fp32"])], spec, test_images.eval_set())
+    assert rows[0].error is None
+    assert rows[1].backend == "onnxruntime-openvino" and "unavailable" in (rows[1].error or "")
