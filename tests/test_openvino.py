@@ -121,3 +121,15 @@ def test_unavailable_here_says_how_to_install(models: dict[str, Path], test_imag
     rows = benchmark_artifacts([Artifact("fp32", models["fp32"])], spec, test_images.eval_set())
     assert rows[0].error is None
     assert rows[1].backend == "onnxruntime-openvino" and "unavailable" in (rows[1].error or "")
+
+
+@pytest.mark.openvino  # runs in both environments
+def test_environment_records_the_onnxruntime_that_ran() -> None:
+    import onnxruntime
+
+    from edgevision.benchmarking.environment import library_versions
+
+    versions = library_versions()
+    assert versions["onnxruntime"] == onnxruntime.__version__
+    if OPENVINO.ok:  # .venv-openvino: its build, not .venv's onnxruntime metadata beneath it
+        assert versions["onnxruntime-openvino"] == onnxruntime.__version__

@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 LIBRARIES = ("edgevision", "torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu",
-             "numpy", "torch-pruning", "tensorrt")
+             "onnxruntime-openvino", "numpy", "torch-pruning", "tensorrt")
+#: distributions whose imported module can differ from the installed metadata: the ONNX Runtime
+#: builds all install the `onnxruntime` module, and .venv-openvino sees two of them
+MODULES = {"onnxruntime": "onnxruntime", "torch": "torch", "numpy": "numpy"}
 
 
 def cpu_model() -> str:
@@ -24,9 +27,14 @@ def cpu_model() -> str:
 
 
 def library_versions() -> dict[str, str | None]:
-    """Installed versions of the libraries that affect results (None when absent)."""
+    """Versions of the libraries that affect results (None when absent): the imported module's
+    own version where it is loaded (what actually ran), else the installed metadata."""
     versions: dict[str, str | None] = {}
     for name in LIBRARIES:
+        module = sys.modules.get(MODULES.get(name, ""))
+        if module is not None and isinstance(getattr(module, "__version__", None), str):
+            versions[name] = module.__version__.split("+")[0]
+            continue
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
