@@ -40,9 +40,11 @@ def pareto_plot(report: SearchReport, path: Path) -> Path:
         mine = [r for r in rows if r.backend == backend]
         axes.scatter([float(r.p50_ms or 0.0) for r in mine], [float(r.top1 or 0.0) for r in mine],
                      color=color, zorder=3, label=f"candidate on {backend}")
-    for latency, top1, name in points:
-        axes.annotate(name, (latency, top1), textcoords="offset points", xytext=(5, 4),
-                      fontsize=8)
+    target = rows[0].backend if rows else ""
+    for row in rows:  # the colour says the backend; other backends' labels go below the point
+        axes.annotate(row.name.split("@")[0], (float(row.p50_ms or 0.0), float(row.top1 or 0.0)),
+                      textcoords="offset points", fontsize=8,
+                      xytext=(5, 4) if row.backend == target else (5, -11))
     front = pareto_front(points)
     axes.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:green",
               label="Pareto frontier")
@@ -52,7 +54,17 @@ def pareto_plot(report: SearchReport, path: Path) -> Path:
         axes.scatter([float(chosen.p50_ms or 0.0)], [float(chosen.top1 or 0.0)], marker="*",
                      s=320, color="tab:red", zorder=4, label=f"chosen: {chosen.name}")
     env = report.environment
-    axes.set_xlabel(f"p50 latency at batch {report.batch} (ms, {env.get('cpu_count')} cores)")
+    latencies = [p[0] for p in points if p[0] > 0]
+    log_scale = bool(latencies) and max(latencies) > 10 * min(latencies)
+    if log_scale:  # a fast frontier would be squeezed against the axis otherwise
+        from matplotlib.ticker import FuncFormatter
+
+        axes.set_xscale("log")
+        plain = FuncFormatter(lambda value, _: f"{value:g}")  # 3, 4, 10, 20, not 3×10⁰
+        axes.xaxis.set_major_formatter(plain)
+        axes.xaxis.set_minor_formatter(plain)
+    axes.set_xlabel(f"p50 latency at batch {report.batch} (ms{', log scale' if log_scale else ''}"
+                    f", {env.get('cpu_count')} cores)")
     axes.set_ylabel(f"top-1 accuracy (%, {report.settings.get('eval_split', 'evaluation')} "
                     "split)")
     axes.set_title(f"latency vs accuracy — {env.get('cpu')}")
