@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from edgevision.io import write_json_atomic
 MANIFEST = "run.json"
 RUN_SCHEMA = "edgevision.run/1"
 RECIPE_FILE = "recipe.yaml"
+#: recipe keys a resumed run may change: they only decide what is measured, not what is built
+#: (a search re-times every variant when a backend is added, so its figures stay comparable)
+MEASURED_ONLY = ("benchmark", "search.backends")
 
 
 @dataclass
@@ -59,13 +63,14 @@ class RunDir:
         return cls(path)
 
     def check_same_recipe(self, recipe_yaml: str | None) -> None:
-        """Refuse to resume with a recipe that differs (outside ``benchmark``) from the run's."""
+        """Refuse to resume with a recipe that differs from the run's outside what only decides
+        what is measured (``MEASURED_ONLY``)."""
         stored = self.path / RECIPE_FILE
         if recipe_yaml is None or not stored.is_file():
             return
-        old, new = yaml.safe_load(stored.read_text(encoding="utf-8")), yaml.safe_load(recipe_yaml)
-        changed = sorted(key for key in set(old) | set(new)
-                         if key != "benchmark" and old.get(key) != new.get(key))
+        old = _without_measured_only(yaml.safe_load(stored.read_text(encoding="utf-8")))
+        new = _without_measured_only(yaml.safe_load(recipe_yaml))
+        changed = sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
         if changed:
             raise RunDirError(f"cannot resume {self.path}: the recipe's {', '.join(changed)} "
                               "differ from the run's recipe.yaml (use --force to start over)")
@@ -90,3 +95,16 @@ class RunDir:
         """(variant, path) of every artifact the manifest lists."""
         return [(a["variant"], self.path / a["path"])
                 for a in self.manifest().get("artifacts", [])]
+
+
+def _without_measured_only(recipe: dict[str, Any]) -> dict[str, Any]:
+    """``recipe`` without its ``MEASURED_ONLY`` keys (dotted: nested sections)."""
+    trimmed = copy.deepcopy(recipe)
+    for dotted in MEASURED_ONLY:
+        *parents, key = dotted.split(".")
+        section: Any = trimmed
+        for parent in parents:
+            section = section.get(parent) if isinstance(section, dict) else None
+        if isinstance(section, dict):
+            section.pop(key, None)
+    return trimmed

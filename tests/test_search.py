@@ -142,6 +142,28 @@ def test_resume_skips_finished_candidates(search_run: tuple[Path, Path, dict[str
     assert result.report is not None and result.report["choice"]["met"]
 
 
+def test_resume_with_other_backends_builds_nothing(
+        search_run: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> None:
+    from edgevision.errors import RunDirError
+
+    run_dir, recipe_path, _ = search_run
+    raw = yaml.safe_load(recipe_path.read_text())
+    levels = [run_dir / "search" / level / "level.json" for level in ("base", "pruned50")]
+    stamps = [path.stat().st_mtime_ns for path in levels]
+    only_target = tmp_path / "target.yaml"
+    only_target.write_text(yaml.safe_dump({**raw, "search": {**raw["search"],
+                                                             "backends": ["onnxruntime"]}}))
+    result = compress(load_recipe(only_target), out=run_dir, resume=True)
+    assert [path.stat().st_mtime_ns for path in levels] == stamps  # no level rebuilt
+    assert result.report is not None
+    assert {row["backend"] for row in result.report["rows"]} == {"onnxruntime"}
+    changed = tmp_path / "budget.yaml"
+    changed.write_text(yaml.safe_dump({**raw, "search": {**raw["search"], "batch": 8}}))
+    with pytest.raises(RunDirError, match="recipe's search differ"):
+        compress(load_recipe(changed), out=run_dir, resume=True)
+    compress(load_recipe(recipe_path), out=run_dir, resume=True)  # back as the module had it
+
+
 def test_quantization_gets_the_budget_pruning_left_on_the_eval_split(
         search_run: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> None:
     from edgevision.data import Dataset
