@@ -60,6 +60,22 @@ def pretrained_resnet20(checkpoint: Path) -> Any:
     return build_model(spec).module.eval()
 
 
+def export_resnet20(checkpoint: Path, dataset: Any, folder: Path
+                    ) -> tuple[Any, dict[str, Any], Path]:
+    """The pretrained CIFAR ResNet-20 (``nn.Module``), its edgevision metadata for ``dataset``
+    and its FP32 ONNX export (``folder``/model.onnx, TorchScript exporter)."""
+    from edgevision.export import export_onnx
+    from edgevision.recipe import ExportSpec
+
+    module = pretrained_resnet20(checkpoint)
+    info = {"name": "cifar_resnet20", "num_classes": 10, "input_shape": [3, 32, 32],
+            "preprocess": dataset.preprocess.to_dict(), "labels": dataset.classes}
+    sample = dataset.calibration_set().first(4)
+    onnx_path = export_onnx(module, sample, folder / "model.onnx",
+                            ExportSpec(exporter="torchscript"), {**info, "precision": "fp32"})
+    return module, info, onnx_path
+
+
 @pytest.fixture(scope="session")
 def resnet56_checkpoint() -> Path:
     return require(RESNET56, "pretrained CIFAR ResNet-56")

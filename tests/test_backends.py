@@ -20,26 +20,20 @@ from edgevision.benchmarking import (
 from edgevision.benchmarking.runner import benchmark_artifacts
 from edgevision.data import Dataset
 from edgevision.errors import ArtifactError, EdgevisionError, UnknownNameError
-from edgevision.recipe import BenchmarkSpec, DataSpec, ExportSpec, ModelSpec
+from edgevision.recipe import BenchmarkSpec, DataSpec
+from tests.conftest import export_resnet20
 
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory, cifar_archive: Path,
               resnet20_checkpoint: Path) -> tuple[Path, Path, Dataset]:
     """model.pt and model.onnx of the pretrained ResNet-20, and the CIFAR-10 JPEG data."""
-    from edgevision.export import export_onnx
-    from edgevision.models import build_model
     from edgevision.models.checkpoint import save_model_file
 
     folder = tmp_path_factory.mktemp("backends")
     dataset = Dataset.from_spec(DataSpec(root=cifar_archive, eval_limit=256))
-    built = build_model(ModelSpec(name="cifar_resnet20", num_classes=10,
-                                  checkpoint=resnet20_checkpoint))
-    info = {"name": built.name, "num_classes": 10, "input_shape": [3, 32, 32],
-            "preprocess": dataset.preprocess.to_dict(), "labels": dataset.classes}
-    pt = save_model_file(built.module, folder / "model.pt", info)
-    onnx_path = export_onnx(built.module, dataset.eval_set().first(4), folder / "model.onnx",
-                            ExportSpec(exporter="torchscript"), {**info, "precision": "fp32"})
+    module, info, onnx_path = export_resnet20(resnet20_checkpoint, dataset, folder)
+    pt = save_model_file(module, folder / "model.pt", info)
     return pt, onnx_path, dataset
 
 

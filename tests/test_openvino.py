@@ -18,7 +18,8 @@ from edgevision.benchmarking import Artifact, measure_accuracy
 from edgevision.benchmarking.runner import benchmark_artifacts
 from edgevision.data import Dataset
 from edgevision.errors import BackendUnavailableError
-from edgevision.recipe import BenchmarkSpec, DataSpec, ExportSpec, ModelSpec
+from edgevision.recipe import BenchmarkSpec, DataSpec
+from tests.conftest import export_resnet20
 
 OPENVINO = OnnxRuntimeOpenVinoBackend.availability()
 needs_openvino = pytest.mark.skipif(
@@ -31,20 +32,13 @@ def models(tmp_path_factory: pytest.TempPathFactory, cifar_archive: Path,
            resnet20_checkpoint: Path) -> dict[str, Path]:
     """The pretrained ResNet-20 as FP32 ONNX and as the cpu target's INT8 QDQ graph (256
     calibration images from the training split)."""
-    from edgevision.export import export_onnx
-    from edgevision.models import build_model
     from edgevision.quantization.calibration import BatchReader
     from edgevision.quantization.ptq import Int8Options, prepare_model, quantize_int8
     from edgevision.quantization.targets import TARGETS
 
     folder = tmp_path_factory.mktemp("openvino")
     dataset = Dataset.from_spec(DataSpec(root=cifar_archive, calibration_size=256))
-    built = build_model(ModelSpec(name="cifar_resnet20", num_classes=10,
-                                  checkpoint=resnet20_checkpoint))
-    info = {"name": built.name, "num_classes": 10, "input_shape": [3, 32, 32],
-            "preprocess": dataset.preprocess.to_dict(), "labels": dataset.classes}
-    fp32 = export_onnx(built.module, dataset.calibration_set().first(4), folder / "model.onnx",
-                       ExportSpec(exporter="torchscript"), {**info, "precision": "fp32"})
+    _, _, fp32 = export_resnet20(resnet20_checkpoint, dataset, folder)
     prepared = prepare_model(fp32, folder / "model.prep.onnx")
     int8 = quantize_int8(prepared, folder / "model.int8.onnx", Int8Options(TARGETS["cpu"]),
                          reader=BatchReader(dataset.calibration_set(), "input", 64))
