@@ -18,9 +18,7 @@ from edgevision.io import write_json_atomic
 MANIFEST = "run.json"
 RUN_SCHEMA = "edgevision.run/1"
 RECIPE_FILE = "recipe.yaml"
-#: recipe keys a resumed run may change: they only decide what is measured, not what is built
-#: (a search re-times every variant when a backend is added, so its figures stay comparable)
-MEASURED_ONLY = ("benchmark", "search.backends")
+
 
 
 @dataclass
@@ -64,7 +62,7 @@ class RunDir:
 
     def check_same_recipe(self, recipe_yaml: str | None) -> None:
         """Refuse to resume with a recipe that differs from the run's outside what only decides
-        what is measured (``MEASURED_ONLY``)."""
+        what is measured (the benchmark section, the search's backends after its first)."""
         stored = self.path / RECIPE_FILE
         if recipe_yaml is None or not stored.is_file():
             return
@@ -98,13 +96,12 @@ class RunDir:
 
 
 def _without_measured_only(recipe: dict[str, Any]) -> dict[str, Any]:
-    """``recipe`` without its ``MEASURED_ONLY`` keys (dotted: nested sections)."""
+    """``recipe`` without what only decides what is measured: the benchmark section and the
+    search's backends after the first (the first, the target, also decides what the search
+    builds; adding a backend re-times every variant, so figures stay from one session)."""
     trimmed = copy.deepcopy(recipe)
-    for dotted in MEASURED_ONLY:
-        *parents, key = dotted.split(".")
-        section: Any = trimmed
-        for parent in parents:
-            section = section.get(parent) if isinstance(section, dict) else None
-        if isinstance(section, dict):
-            section.pop(key, None)
+    trimmed.pop("benchmark", None)
+    search = trimmed.get("search")
+    if isinstance(search, dict) and isinstance(search.get("backends"), list):
+        search["backends"] = search["backends"][:1]
     return trimmed

@@ -21,6 +21,21 @@ RESNET56 = SHARED_DATA / "weights" / "cifar10_resnet56-4bfd9763.th"
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
+def _openvino_availability() -> Any:
+    from edgevision.backends import get_backend
+
+    return get_backend("onnxruntime-openvino").availability()
+
+
+#: whether ONNX Runtime's OpenVINO provider is installed here (.venv-openvino), and why not
+OPENVINO = _openvino_availability()
+#: for tests that need it: they skip without it, except where scripts/test requires it
+#: (EDGEVISION_REQUIRE_OPENVINO=1 in .venv-openvino), where they fail
+needs_openvino = pytest.mark.skipif(
+    not OPENVINO.ok and os.environ.get("EDGEVISION_REQUIRE_OPENVINO") != "1",
+    reason=f"{OPENVINO.reason} (scripts/test runs this in .venv-openvino)")
+
+
 def require(path: Path, what: str) -> Path:
     """Return ``path``; when missing, fail under CI=true, else skip with the reason."""
     if path.exists():

@@ -15,12 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
-from edgevision.backends import get_backend
 from edgevision.pipeline import compress
 from edgevision.recipe import load_recipe
 from edgevision.search.config import SearchSpec
 from edgevision.search.report import Row, SearchReport
-from tests.conftest import tiny_recipe_dict
+from tests.conftest import OPENVINO, needs_openvino, tiny_recipe_dict
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +28,6 @@ SEARCH = {"prune_levels": [0.0, 0.5], "prune": {"importance": "l2", "round_to": 
           "precisions": ["fp32", "int8", "int8-mixed"], "quantize": {"check_images": 100},
           "batch": 16, "accuracy_budget": 1.0, "rounds": 2, "iterations": 3, "warmup": 1,
           "backends": ["onnxruntime", "onnxruntime-openvino"]}
-OPENVINO = get_backend("onnxruntime-openvino").availability()
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +64,7 @@ def test_every_candidate_is_measured(search_run: tuple[Path, Path, dict[str, Any
     assert macs is not None and macs <= 0.5 * (by_name["base/fp32"].macs or 0)
 
 
+@pytest.mark.openvino  # also in .venv-openvino, where an @onnxruntime-openvino variant wins
 def test_search_picks_fastest_within_budget(search_run: tuple[Path, Path, dict[str, Any]]
                                             ) -> None:
     run_dir, _, report = search_run
@@ -77,7 +76,7 @@ def test_search_picks_fastest_within_budget(search_run: tuple[Path, Path, dict[s
     assert choice["met"] and choice["chosen"] == fastest.name
     assert (run_dir / "deploy.onnx").read_bytes() == (run_dir / str(fastest.artifact)).read_bytes()
     assert all(r.within_budget == (r in eligible) for r in measured)
-    assert choice["message"].startswith(f"chosen {fastest.name} ({fastest.backend})")
+    assert choice["message"].startswith(f"chosen {fastest.name}")
 
 
 def test_unmet_budget_reports_best_reached(search_run: tuple[Path, Path, dict[str, Any]]
@@ -161,6 +160,11 @@ def test_resume_with_other_backends_builds_nothing(
     changed.write_text(yaml.safe_dump({**raw, "search": {**raw["search"], "batch": 8}}))
     with pytest.raises(RunDirError, match="recipe's search differ"):
         compress(load_recipe(changed), out=run_dir, resume=True)
+    other_target = tmp_path / "other-target.yaml"  # the target decides what is built
+    other_target.write_text(yaml.safe_dump({**raw, "search": {
+        **raw["search"], "backends": ["onnxruntime-openvino", "onnxruntime"]}}))
+    with pytest.raises(RunDirError, match="recipe's search differ"):
+        compress(load_recipe(other_target), out=run_dir, resume=True)
     compress(load_recipe(recipe_path), out=run_dir, resume=True)  # back as the module had it
 
 
@@ -204,11 +208,16 @@ def test_unavailable_backend_is_recorded_not_raised(
 
 
 @pytest.mark.openvino
-@pytest.mark.skipif(not OPENVINO.ok and os.environ.get("EDGEVISION_REQUIRE_OPENVINO") != "1",
-                    reason=f"{OPENVINO.reason} (scripts/test runs this in .venv-openvino)")
+@needs_openvino
 def test_openvino_variants_are_measured_through_their_own_sessions(
         search_run: tuple[Path, Path, dict[str, Any]]) -> None:
-    _, _, report = search_run
+    run_dir, _, report = search_run
+    cached = json.loads((run_dir / "search" / "measurements.json").read_text())
+    for name, entry in cached.items():  # each figure from its own backend's session
+        on_openvino = name.endswith("@onnxruntime-openvino")
+        assert entry["backend"] == ("onnxruntime-openvino" if on_openvino else "onnxruntime")
+        assert ("OpenVINOExecutionProvider" in entry["runtime"]) and entry["runtime"].startswith(
+            "onnxruntime ")
     on_cpu = {row.name: row for row in rows(report)}
     for row in rows(report, "onnxruntime-openvino"):
         name, backend = row.name.split("@")
@@ -217,6 +226,28 @@ def test_openvino_variants_are_measured_through_their_own_sessions(
         assert row.artifact == on_cpu[name].artifact  # the same ONNX file, another runtime
         assert abs(row.top1 - (on_cpu[name].top1 or 0.0)) <= 1.0  # 300 images: ≤ 3 differ
         assert row.speedup is not None  # against base/fp32 on the target, onnxruntime
+
+
+def test_figures_from_another_backend_or_install_are_measured_again(
+        search_run: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> None:
+    from edgevision.data import Dataset
+    from edgevision.search.build import Candidate
+    from edgevision.search.measure import measure_candidates
+
+    run_dir, recipe_path, _ = search_run
+    cached = json.loads((run_dir / "search" / "measurements.json").read_text())
+    entry = cached["base/fp32"]
+    assert entry["runtime"].startswith("onnxruntime ") and entry["top1"] is not None
+    foreign = tmp_path / "m.json"
+    foreign.write_text(json.dumps({"base/fp32": {**entry, "runtime": "onnxruntime 0.0 (x)",
+                                                 "top1": -1.0}}))
+    spec = SearchSpec.model_validate({**SEARCH, "backends": ["onnxruntime"]})
+    candidate = Candidate("base/fp32", 0.0, "fp32", "search/base/model.onnx")
+    recipe = load_recipe(recipe_path)
+    eval_set = Dataset.from_spec(recipe.data, recipe.seed).eval_set()
+    measured = measure_candidates([candidate], spec, eval_set, run_dir, foreign)
+    assert measured["base/fp32"].top1 == entry["top1"]  # measured again, not the -1 cached
+    assert measured["base/fp32"].runtime == entry["runtime"]
 
 
 def test_search_recipe_errors() -> None:
@@ -230,6 +261,8 @@ def test_search_recipe_errors() -> None:
         validate_recipe({**base, "search": {"prune_levels": [0.3]}})
     with pytest.raises(RecipeError, match="did you mean 'importance'"):
         validate_recipe({**base, "search": {"prune": {"importanc": "l2"}}})
+    with pytest.raises(RecipeError, match=r"renamed search.backends, a list .*\[onnxruntime\]"):
+        validate_recipe({**base, "search": {"backend": "onnxruntime"}})
     with pytest.raises(RecipeError, match="does not run ONNX graphs"):
         validate_recipe({**base, "search": {"backends": ["onnxruntime", "pytorch"]}})
     with pytest.raises(RecipeError, match="did you mean 'onnxruntime-openvino'"):

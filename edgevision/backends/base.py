@@ -82,6 +82,12 @@ class Backend(ABC):
         """Whether this backend's runtime is installed and usable here."""
 
     @classmethod
+    def runtime(cls) -> str:
+        """What runs the artifacts here (library, version, build), for telling measurements
+        taken by another install apart; the backend's name where it says no more."""
+        return cls.name
+
+    @classmethod
     def accepts(cls, artifact: Path) -> bool:
         """True when this backend can run ``artifact`` (by file suffix)."""
         return artifact.name.endswith(cls.suffixes)

@@ -28,6 +28,14 @@ class OnnxRuntimeBackend(Backend):
     def availability(cls) -> Availability:
         return import_availability("onnxruntime", "pip install onnxruntime (or onnxruntime-gpu)")
 
+    @classmethod
+    def runtime(cls) -> str:
+        """``onnxruntime <version> (<its execution providers>)``: the providers tell the builds
+        apart (onnxruntime-openvino's CPU provider is not onnxruntime's of the same version)."""
+        import onnxruntime as ort
+
+        return f"onnxruntime {ort.__version__} ({', '.join(ort.get_available_providers())})"
+
     def _open_impl(self) -> None:
         import onnxruntime as ort
 
@@ -40,8 +48,8 @@ class OnnxRuntimeBackend(Backend):
         try:
             self._session = ort.InferenceSession(str(self.artifact), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
-            raise ArtifactError(f"{self.artifact}: ONNX Runtime cannot load it "
-                                f"({first_line(exc)})") from None
+            raise ArtifactError(f"{self.artifact}: ONNX Runtime cannot load it"
+                                f"{self.load_hint} ({first_line(exc)})") from None
         wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
         if self._session.get_providers()[0] != wanted:
             raise BackendUnavailableError(
@@ -55,6 +63,8 @@ class OnnxRuntimeBackend(Backend):
 
     #: what to check when the first execution provider fails to start
     provider_hint = "check the CUDA/cuDNN install"
+    #: said when a session fails to open, after "ONNX Runtime cannot load it"
+    load_hint = ""
 
     def _providers(self, ort: Any, options: Any) -> list[Any]:
         """The execution providers, first choice first (CUDA when asked for, else the CPU)."""
@@ -102,6 +112,8 @@ class OnnxRuntimeOpenVinoBackend(OnnxRuntimeBackend):
     name = "onnxruntime-openvino"
     provider = "OpenVINOExecutionProvider"
     provider_hint = "check the onnxruntime-openvino install"
+    load_hint = (" with OpenVINO's execution provider alone (falling back to the CPU provider "
+                 "is disabled: every operator must run on OpenVINO)")
 
     @classmethod
     def availability(cls) -> Availability:

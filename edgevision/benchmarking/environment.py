@@ -33,7 +33,7 @@ def library_versions() -> dict[str, str | None]:
     for name in LIBRARIES:
         module = sys.modules.get(MODULES.get(name, ""))
         if module is not None and isinstance(getattr(module, "__version__", None), str):
-            versions[name] = module.__version__.split("+")[0]
+            versions[name] = module.__version__
             continue
         try:
             versions[name] = metadata.version(name)

@@ -45,7 +45,7 @@ def benchmark(target: Path, *, backends: list[str] | None = None,
     if not backends and run is None:  # a lone file: every backend that runs it
         from edgevision.backends import BACKENDS
 
-        backends = [name for name in BACKENDS if BACKENDS.get(name).accepts(target)]
+        backends = _usable([name for name in BACKENDS if BACKENDS.get(name).accepts(target)])
     spec = _settings(base.benchmark if base else BenchmarkSpec(), backends=backends,
                      batch_sizes=batch_sizes, threads=threads, warmup=warmup,
                      iterations=iterations, device=device)
@@ -146,3 +146,12 @@ def _artifact_metadata(artifact: Path) -> dict[str, Any]:
         return load_model_file(artifact)[1]
     raise ArtifactError(f"{artifact}: unsupported artifact type {artifact.suffix!r} "
                         "(.onnx, .pt or .engine)")
+
+
+def _usable(names: list[str]) -> list[str]:
+    """Those of ``names`` available here, or all of them when none is (so that the report says
+    why): an unnamed backend that is not installed is not worth an error row."""
+    from edgevision.backends import BACKENDS
+
+    available = [name for name in names if BACKENDS.get(name).availability().ok]
+    return available or names

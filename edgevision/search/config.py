@@ -47,6 +47,14 @@ class SearchSpec(BaseModel):
                         "round's timed runs")
     threads: int | None = Field(None, ge=1, description="intra-op threads (None: all cores)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_backend(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "backend" in data:
+            raise ValueError(f"search.backend was renamed search.backends, a list (the first is "
+                             f"the target): backends: [{data['backend']}]")
+        return data
+
     @field_validator("prune_levels")
     @classmethod
     def _levels_in_range(cls, value: list[float]) -> list[float]:

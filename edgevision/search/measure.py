@@ -52,6 +52,9 @@ class Measurement:
 
     name: str
     backend: str
+    #: ``Backend.runtime()`` of the install that measured it (a cached figure from another
+    #: backend or install is measured again)
+    runtime: str | None = None
     top1: float | None = None
     top5: float | None = None
     images: int | None = None
@@ -99,6 +102,7 @@ def measure_candidates(candidates: list[Candidate], spec: SearchSpec, eval_set: 
     done = _load(cache)
     runnable = []
     for variant in variants(candidates, spec):
+        _forget_if_foreign(done, variant.name, variant.backend)
         if variant.candidate.error:
             done.setdefault(variant.name, Measurement(variant.name, variant.backend,
                                                       error=variant.candidate.error))
@@ -138,13 +142,15 @@ def candidate_accuracy(candidate: Candidate, spec: SearchSpec, eval_set: EvalSet
     same candidate reuses them. Raises when the candidate cannot run."""
     assert candidate.path is not None
     done = _load(cache)
+    _forget_if_foreign(done, candidate.name, spec.target)
     measured = done.get(candidate.name)
     if measured is not None and measured.top1 is not None:
         return measured
     path = run_dir / candidate.path
     if not path.is_file():
         raise ArtifactError(f"{candidate.name}: {path} is missing (its level was not built)")
-    measured = Measurement(candidate.name, spec.target, size_bytes=path.stat().st_size)
+    measured = Measurement(candidate.name, spec.target, _runtime(spec.target),
+                           size_bytes=path.stat().st_size)
     with _session(spec.target, spec, path) as session:
         _measure_accuracy(measured, session, spec, eval_set)
     done[candidate.name] = measured
@@ -155,6 +161,21 @@ def candidate_accuracy(candidate: Candidate, spec: SearchSpec, eval_set: EvalSet
 def _session(backend: str, spec: SearchSpec, path: Path) -> Backend:
     """An (unopened) session of ``backend``, with the search's threads."""
     return get_backend(backend)(path, threads=spec.threads or usable_cores())
+
+
+def _runtime(backend: str) -> str:
+    return get_backend(backend).runtime()
+
+
+def _forget_if_foreign(done: dict[str, Measurement], name: str, backend: str) -> None:
+    """Drop ``done[name]`` when another backend or install measured it (the search's first
+    backend changed, or the cache comes from another environment)."""
+    cached = done.get(name)
+    if cached is None or cached.error:
+        return
+    available = get_backend(backend).availability().ok  # else its rows get the reason anyway
+    if cached.backend != backend or (available and cached.runtime != _runtime(backend)):
+        del done[name]
 
 
 def _unavailable(backend: str) -> str | None:
@@ -184,7 +205,7 @@ def _open_sessions(runnable: list[Variant], spec: SearchSpec, run_dir: Path,
         path = run_dir / variant.candidate.path
         measurement = done.get(variant.name)
         if measurement is None or measurement.error:
-            measurement = Measurement(variant.name, variant.backend,
+            measurement = Measurement(variant.name, variant.backend, _runtime(variant.backend),
                                       size_bytes=path.stat().st_size)
             done[variant.name] = measurement
         try:

@@ -40,7 +40,7 @@ def pareto_plot(report: SearchReport, path: Path) -> Path:
         mine = [r for r in rows if r.backend == backend]
         axes.scatter([float(r.p50_ms or 0.0) for r in mine], [float(r.top1 or 0.0) for r in mine],
                      color=color, zorder=3, label=f"candidate on {backend}")
-    target = rows[0].backend if rows else ""
+    target = report.rows[0].backend if report.rows else ""
     for row in rows:  # the colour says the backend; other backends' labels go below the point
         axes.annotate(row.name.split("@")[0], (float(row.p50_ms or 0.0), float(row.top1 or 0.0)),
                       textcoords="offset points", fontsize=8,

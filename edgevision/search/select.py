@@ -38,8 +38,8 @@ def choose(rows: list[Row], spec: SearchSpec) -> Choice:
     if chosen is None:
         return Choice(rule=rule, budget=budget, met=False, chosen=None, deployed=None,
                       best_reached=best.name if best else None, message=missed)
-    message = (f"chosen {chosen.name} ({chosen.backend}): {chosen.speedup:.2f}x faster than the "
-               f"baseline at "
+    where = "" if "@" in chosen.name else f" ({chosen.backend})"  # @<backend> says it already
+    message = (f"chosen {chosen.name}{where}: {chosen.speedup:.2f}x faster than the baseline at "
                f"batch {spec.batch}, top-1 drop {chosen.drop:.2f} points")
     return Choice(rule=rule, budget=budget, met=True, chosen=chosen.name, deployed=None,
                   best_reached=chosen.name, message=message)
