@@ -187,9 +187,10 @@ def benchmark(
         help="A run directory (every artifact in it), an .onnx, edgevision .pt or .engine "
              "file.")],
     backend: Annotated[list[str] | None, typer.Option(
-        "--backend", "-b", help="Backend to run (repeatable): pytorch, onnxruntime, tensorrt. "
-                                "Default: the recipe's, else every backend that runs the "
-                                "file.")] = None,
+        "--backend", "-b", help="Backend to run (repeatable): pytorch, onnxruntime, "
+                                "onnxruntime-openvino, tensorrt (`edgevision list backends`). "
+                                "Default: the recipe's, else every backend installed here "
+                                "that runs the file.")] = None,
     batch: Annotated[list[int] | None, typer.Option(
         "--batch", min=1,
         help="Batch size to time (repeatable). Default: the recipe's, else 1 and 64.")] = None,
