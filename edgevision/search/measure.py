@@ -106,7 +106,7 @@ def measure_candidates(candidates: list[Candidate], spec: SearchSpec, eval_set: 
         if variant.candidate.error:
             done.setdefault(variant.name, Measurement(variant.name, variant.backend,
                                                       error=variant.candidate.error))
-        elif reason := _unavailable(variant.backend):  # never figures from another install
+        elif reason := _unavailable(variant.backend):
             done[variant.name] = Measurement(variant.name, variant.backend, error=reason)
         elif variant.candidate.path:
             runnable.append(variant)
@@ -137,9 +137,9 @@ def measure_candidates(candidates: list[Candidate], spec: SearchSpec, eval_set: 
 def candidate_accuracy(candidate: Candidate, spec: SearchSpec, eval_set: EvalSet,
                        run_dir: Path, cache: Path) -> Measurement:
     """``candidate``'s top-1/top-5 on the evaluation split through the target backend (the
-    first of the search's): from
-    ``cache`` when it holds them, else measured and cached, so the search's measurement of the
-    same candidate reuses them. Raises when the candidate cannot run."""
+    search's first): from ``cache`` when it holds them (measured by this backend and install),
+    else measured and cached, so the search's measurement of the same candidate reuses them.
+    Raises when the candidate cannot run."""
     assert candidate.path is not None
     done = _load(cache)
     _forget_if_foreign(done, candidate.name, spec.target)
