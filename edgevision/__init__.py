@@ -19,10 +19,10 @@ __version__ = "0.1.0"
 _API = {
     "compress": ("edgevision.pipeline", "compress"),
     "train": ("edgevision.pipeline", "train_only"),
-    "benchmark": ("edgevision.benchmarking.target", "benchmark"),
+    "benchmark": ("edgevision.pipeline", "benchmark"),
     "load_recipe": ("edgevision.recipe", "load_recipe"),
-    "list_models": ("edgevision.models", "list_models"),
-    "build_model": ("edgevision.models", "build_model"),
+    "list_models": ("edgevision.models.build", "list_models"),
+    "build_model": ("edgevision.models.build", "build_model"),
 }
 
 __all__ = ["__version__", *_API]

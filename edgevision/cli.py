@@ -140,9 +140,9 @@ def build(
     equivalent trtexec command. Needs TensorRT and a GPU (or trtexec with --builder trtexec)."""
     from pydantic import ValidationError
 
+    from edgevision.backends.tensorrt.spec import EngineSpec
     from edgevision.engines import build_engine, engine_name, plan_for
     from edgevision.errors import EdgevisionError as Error
-    from edgevision.recipe.schema import EngineSpec
     from edgevision.validation import format_validation_error
 
     try:
@@ -224,7 +224,7 @@ def benchmark(
     """Measure latency (p50/p90/p99, throughput) and accuracy of model artifacts: .onnx (ONNX
     Runtime), edgevision .pt (PyTorch), .engine (TensorRT; needs no PyTorch)."""
     from edgevision.benchmarking import report_table
-    from edgevision.benchmarking.target import benchmark as run_benchmark
+    from edgevision.pipeline.benchmark import benchmark as run_benchmark
 
     report = run_benchmark(target, backends=backend, batch_sizes=batch, data=data,
                            recipe=recipe, threads=threads, warmup=warmup,
@@ -258,7 +258,7 @@ def list_models(
                         ] = None,
 ) -> None:
     """Models the registry builds: edgevision's CIFAR ResNets and torchvision's classifiers."""
-    from edgevision.models import list_models as names
+    from edgevision.models.build import list_models as names
 
     for name, origin in names(contains).items():
         sys.stdout.write(f"{name}\t{origin}\n")
@@ -268,7 +268,7 @@ def list_models(
 @user_errors
 def list_recipes() -> None:
     """Bundled recipes (use the name or the path with `compress`)."""
-    from edgevision.catalog import recipe_summaries
+    from edgevision.recipe.load import recipe_summaries
 
     for name, path, summary in recipe_summaries():
         sys.stdout.write(f"{name}\t{path}\t{summary}\n")

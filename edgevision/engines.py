@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from edgevision.backends.tensorrt.plan import BuildPlan, plan_build, trtexec_text
+from edgevision.backends.tensorrt.spec import EngineSpec
 from edgevision.data.sources import cache_dir
 from edgevision.errors import BackendUnavailableError, EdgevisionError
 from edgevision.progress import log
-from edgevision.recipe.schema import EngineSpec
 
 #: the ONNX graph each engine precision is built from, in a run directory
 SOURCE_GRAPHS = {"fp32": "model.onnx", "fp16": "model.onnx", "int8": "model.int8.onnx",

@@ -68,8 +68,8 @@ def resnet20_checkpoint() -> Path:
 def pretrained_resnet20(checkpoint: Path) -> Any:
     """A fresh pretrained CIFAR ResNet-20 ``nn.Module`` in eval mode (for fixtures of any
     scope)."""
-    from edgevision.models import build_model
-    from edgevision.recipe.schema import ModelSpec
+    from edgevision.models.build import build_model
+    from edgevision.models.spec import ModelSpec
 
     spec = ModelSpec(name="cifar_resnet20", num_classes=10, checkpoint=checkpoint)
     return build_model(spec).module.eval()
@@ -79,7 +79,7 @@ def export_resnet20(checkpoint: Path, dataset: Any, folder: Path
                     ) -> tuple[Any, dict[str, Any], Path]:
     """The pretrained CIFAR ResNet-20 (``nn.Module``), its edgevision metadata for ``dataset``
     and its FP32 ONNX export (``folder``/model.onnx, TorchScript exporter)."""
-    from edgevision.export import export_onnx
+    from edgevision.export.onnx import export_onnx
     from edgevision.recipe import ExportSpec
 
     module = pretrained_resnet20(checkpoint)

@@ -13,14 +13,16 @@ import torchvision
 import yaml
 
 from edgevision.data import Dataset, EvalSet
+from edgevision.data.spec import DataSpec
 from edgevision.errors import PruneError, RecipeError
-from edgevision.export import export_onnx, verify_onnx
-from edgevision.models import count_macs_params, load_model_file
+from edgevision.export.onnx import export_onnx, verify_onnx
+from edgevision.export.spec import ExportSpec
+from edgevision.models.build import count_macs_params, load_model_file
 from edgevision.models.checkpoint import save_model_file
-from edgevision.pruning.blocks import RemovedBlock, prune_blocks, removable_blocks, remove_block
+from edgevision.models.structure import RemovedBlock, remove_block
+from edgevision.pruning.blocks import prune_blocks, removable_blocks
 from edgevision.pruning.config import PruneConfig
-from edgevision.recipe.schema import DataSpec, ExportSpec
-from edgevision.stages import parse_stages
+from edgevision.recipe.stages import parse_stages
 from tests.conftest import pretrained_resnet20
 
 EXAMPLE = torch.zeros(1, 3, 32, 32)

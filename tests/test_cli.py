@@ -219,7 +219,7 @@ def test_python_api_mirrors_the_cli(tiny_run: Path, tmp_path: Path) -> None:
     import edgevision
     import edgevision.benchmarking
     import edgevision.pipeline
-    import edgevision.training  # importing the modules must not shadow the API functions
+    import edgevision.training.loop  # importing the modules must not shadow the API functions
 
     assert callable(edgevision.compress) and callable(edgevision.train)
     report = edgevision.benchmark(tiny_run, backends=["onnxruntime"], batch_sizes=[2],

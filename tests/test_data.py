@@ -13,8 +13,8 @@ from PIL import Image
 from edgevision.data import Dataset, Preprocess
 from edgevision.data import sources as sources_module
 from edgevision.data.sources import FolderSource, open_split, prepare_root
+from edgevision.data.spec import DataSpec
 from edgevision.errors import DataError
-from edgevision.recipe.schema import DataSpec
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                  "truck"]

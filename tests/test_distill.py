@@ -10,15 +10,17 @@ import pytest
 import torch
 
 from edgevision.data import Dataset
+from edgevision.data.spec import DataSpec
 from edgevision.distillation.config import DistillConfig, FeaturePair
 from edgevision.distillation.run import distill
 from edgevision.errors import DistillError
-from edgevision.models import build_model, load_model_file
+from edgevision.models.build import build_model, load_model_file
 from edgevision.models.cifar_resnet import cifar_resnet
+from edgevision.models.spec import ModelSpec
 from edgevision.pruning.config import PruneConfig
 from edgevision.pruning.prune import prune_model
-from edgevision.recipe.schema import DataSpec, ModelSpec, TrainSpec
-from edgevision.training import evaluate_top1
+from edgevision.training.loop import evaluate_top1
+from edgevision.training.spec import TrainSpec
 from tests.test_cli import invoke
 
 EXAMPLE = torch.zeros(1, 3, 32, 32)

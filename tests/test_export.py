@@ -17,11 +17,18 @@ from torch import nn
 
 from edgevision.benchmarking.onnxstats import onnx_macs_params
 from edgevision.data import Dataset
+from edgevision.data.spec import DataSpec
 from edgevision.errors import ArtifactError, ExportError
-from edgevision.export import INPUT_NAME, OUTPUT_NAME, export_onnx, read_metadata, verify_onnx
-from edgevision.export.onnx import load_onnx
-from edgevision.models import count_macs_params
-from edgevision.recipe.schema import DataSpec, ExportSpec
+from edgevision.export.onnx import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    export_onnx,
+    load_onnx,
+    read_metadata,
+    verify_onnx,
+)
+from edgevision.export.spec import ExportSpec
+from edgevision.models.build import count_macs_params
 from tests.conftest import pretrained_resnet20
 
 METADATA: dict[str, Any] = {

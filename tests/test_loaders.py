@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader
 from edgevision.data import Dataset
 from edgevision.data.loaders import SplitDataset, train_loader
 from edgevision.data.memory import MemoryTrainLoader
+from edgevision.data.spec import DataSpec
 from edgevision.errors import DataError
-from edgevision.recipe.schema import DataSpec
 
 
 def cifar(archive: Path, **data: object) -> Dataset:

@@ -13,11 +13,12 @@ import torchvision
 from torch import nn
 
 from edgevision.data import Dataset
+from edgevision.data.spec import DataSpec
 from edgevision.errors import CheckpointError, UnknownNameError
-from edgevision.models import build_model, count_macs_params, load_model_file
+from edgevision.models.build import build_model, count_macs_params, load_model_file
 from edgevision.models.checkpoint import MODEL_FILE_FORMAT, save_model_file
-from edgevision.recipe.schema import DataSpec, ModelSpec
-from edgevision.training import evaluate_top1
+from edgevision.models.spec import ModelSpec
+from edgevision.training.loop import evaluate_top1
 
 
 def _cifar(checkpoint: Path, depth: int = 20, **extra: object) -> nn.Module:

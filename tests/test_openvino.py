@@ -15,9 +15,9 @@ import pytest
 from edgevision.backends import OnnxRuntimeBackend, OnnxRuntimeOpenVinoBackend, get_backend
 from edgevision.benchmarking import Artifact, measure_accuracy
 from edgevision.benchmarking.runner import benchmark_artifacts
-from edgevision.benchmarking.target import benchmark
 from edgevision.data import Dataset
 from edgevision.errors import BackendUnavailableError
+from edgevision.pipeline.benchmark import benchmark
 from edgevision.recipe import BenchmarkSpec, DataSpec
 from tests.conftest import CIFAR_ARCHIVE, OPENVINO, export_resnet20, needs_openvino
 

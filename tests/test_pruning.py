@@ -10,14 +10,15 @@ import torch
 import torchvision
 
 from edgevision.errors import PruneError, RecipeError
-from edgevision.export import export_onnx, verify_onnx
-from edgevision.models import build_model, count_macs_params, load_model_file
+from edgevision.export.onnx import export_onnx, verify_onnx
+from edgevision.export.spec import ExportSpec
+from edgevision.models.build import build_model, count_macs_params, load_model_file
 from edgevision.models.checkpoint import save_model_file
 from edgevision.models.cifar_resnet import BasicBlock, cifar_resnet
+from edgevision.models.spec import ModelSpec
 from edgevision.pruning.config import PruneConfig
 from edgevision.pruning.prune import prune_model
-from edgevision.recipe.schema import ExportSpec, ModelSpec
-from edgevision.stages import parse_stages
+from edgevision.recipe.stages import parse_stages
 
 EXAMPLE = torch.zeros(1, 3, 32, 32)
 

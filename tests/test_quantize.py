@@ -278,7 +278,7 @@ def test_batchnorm_folding_is_exact_on_real_images(quantized_run: tuple[Path, di
                                                     ) -> None:
     import torch
 
-    from edgevision.models import load_model_file
+    from edgevision.models.build import load_model_file
     from edgevision.quantization.qat import fold_batchnorm
 
     run_dir, _ = quantized_run

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgevision.catalog import bundled_recipes
 from edgevision.errors import RecipeError
 from edgevision.recipe import load_recipe, parse_override, recipe_to_yaml
+from edgevision.recipe.catalog import bundled_recipes
 from edgevision.recipe.load import validate_recipe
 
 MINIMAL = {"name": "r", "model": {"name": "cifar_resnet20", "num_classes": 10},
@@ -119,15 +119,17 @@ def test_resolved_recipe_round_trips(tmp_path: Path) -> None:
     assert again == recipe
 
 
-def test_declared_but_unimplemented_stage_is_a_clear_error(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgevision import stages
+def test_stage_without_a_handler_is_a_clear_error_before_any_work(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from edgevision.pipeline import compress
+    from edgevision.stages import registry
 
-    stages.implemented_stages()  # registers the built-in stages
-    monkeypatch.delitem(stages._STAGES, "quantize")
+    monkeypatch.delitem(registry._STAGES, "quantize")
+    recipe = validate_recipe({**MINIMAL, "stages": [{"kind": "quantize"}]})  # the recipe is valid
     with pytest.raises(RecipeError, match=r"stage 'quantize' is not implemented in this version "
                                           r"of edgevision \(implemented stages: prune, distill\)"):
-        validate_recipe({**MINIMAL, "stages": [{"kind": "quantize"}]})
+        compress(recipe, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_quantize_stage_validates_strictly() -> None:

@@ -137,7 +137,7 @@ def test_resume_rules(tiny_run_dir: Path, tmp_path: Path) -> None:
 
 def test_failed_run_records_its_error(tiny_recipe, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import edgevision.pipeline as pipeline
+    import edgevision.pipeline.run as pipeline
 
     def broken_export(state: object) -> None:
         raise EdgevisionError("export exploded [on purpose]")

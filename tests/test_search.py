@@ -17,7 +17,7 @@ import yaml
 
 from edgevision.pipeline import compress
 from edgevision.recipe import load_recipe
-from edgevision.search.config import SearchSpec
+from edgevision.recipe.search import SearchSpec
 from edgevision.search.report import Row, SearchReport
 from tests.conftest import OPENVINO, needs_openvino, tiny_recipe_dict
 

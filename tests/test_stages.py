@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 
 from edgevision import stages
+from edgevision.config import StageConfig
 from edgevision.errors import RecipeError
-from edgevision.stages import STAGE_ORDER, StageConfig, check_stage_order
+from edgevision.recipe import stages as recipe_stages
+from edgevision.recipe.stages import STAGE_ORDER, check_stage_order
+from edgevision.stages import registry
 
 
 def test_declared_order() -> None:
@@ -30,16 +33,27 @@ def test_registered_stage_is_validated_strictly(monkeypatch: pytest.MonkeyPatch)
     class PruneConfig(StageConfig):
         ratio: float
 
-    stages.implemented_stages()  # the built-in stages are imported (and registered) before
-    monkeypatch.setattr(stages, "_STAGES", {})
+    monkeypatch.setitem(recipe_stages.STAGE_CONFIGS, "prune", PruneConfig)
+    monkeypatch.setattr(registry, "_STAGES", {})
     stages.register_stage("prune", PruneConfig, "model")(lambda config, state: None)
-    parsed = stages.parse_stages([{"kind": "prune", "ratio": 0.5}])
+    parsed = recipe_stages.parse_stages([{"kind": "prune", "ratio": 0.5}])
     assert isinstance(parsed[0], PruneConfig) and parsed[0].ratio == 0.5
     with pytest.raises(RecipeError, match=r"unknown key 'stages.0.rato'; did you mean 'ratio'"):
-        stages.parse_stages([{"kind": "prune", "rato": 0.5}])
+        recipe_stages.parse_stages([{"kind": "prune", "rato": 0.5}])
     assert stages.implemented_stages() == ["prune"]
+    assert stages.get_stage("prune").config is PruneConfig
 
 
 def test_register_outside_declared_order_is_a_bug() -> None:
     with pytest.raises(ValueError, match="not in STAGE_ORDER"):
         stages.register_stage("sparsify", StageConfig, "model")
+
+
+def test_handler_must_take_the_config_the_recipe_parses() -> None:
+    with pytest.raises(ValueError, match=r"stage 'prune' is parsed into PruneConfig"):
+        stages.register_stage("prune", StageConfig, "model")
+
+
+def test_unknown_kind_suggests_close_names() -> None:
+    with pytest.raises(RecipeError, match=r"unknown stage kind 'prun'; did you mean 'prune'"):
+        stages.get_stage("prun")

@@ -20,8 +20,8 @@ from edgevision.backends.tensorrt.metadata import (
     write_metadata,
 )
 from edgevision.backends.tensorrt.plan import plan_build, trtexec_command
+from edgevision.backends.tensorrt.spec import EngineSpec
 from edgevision.errors import ArtifactError, BackendUnavailableError
-from edgevision.recipe.schema import EngineSpec
 
 ORIN = GpuInfo(name="Orin", compute_capability=(8, 7))
 

@@ -13,18 +13,20 @@ import pytest
 import torch
 from torch import nn
 
-import edgevision.training as train_module
+import edgevision.training.loop as train_module
 from edgevision.data import Dataset, EvalSet
+from edgevision.data.spec import DataSpec
 from edgevision.errors import EdgevisionError
-from edgevision.models import build_model
-from edgevision.recipe.schema import DataSpec, ModelSpec, TrainSpec
-from edgevision.training import (
+from edgevision.models.build import build_model
+from edgevision.models.spec import ModelSpec
+from edgevision.training.loop import (
     CHECKPOINT_NAME,
     make_optimizer,
     make_scheduler,
     resolve_device,
     train,
 )
+from edgevision.training.spec import TrainSpec
 
 
 def _random_resnet20(seed: int = 0) -> nn.Module:

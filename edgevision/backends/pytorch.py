@@ -27,7 +27,7 @@ class PyTorchBackend(Backend):
     def _open_impl(self) -> None:
         import torch
 
-        from edgevision.models import load_model_file
+        from edgevision.models.build import load_model_file
 
         self.device = resolve_device(self.device, torch.cuda.is_available(), self.name)
         built, info = load_model_file(self.artifact)

@@ -42,7 +42,7 @@ def artifact_stats(path: Path) -> ModelStats:
             return ModelStats(size, None, None)
         return ModelStats(size, macs, params)
     if path.suffix == ".pt":
-        from edgevision.models import count_macs_params, load_model_file
+        from edgevision.models.build import count_macs_params, load_model_file
 
         built, info = load_model_file(path)
         macs, params = count_macs_params(built.module, tuple(info["input_shape"]))

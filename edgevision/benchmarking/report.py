@@ -12,8 +12,8 @@ from rich.table import Table
 
 from edgevision.benchmarking.environment import environment
 from edgevision.benchmarking.runner import BenchmarkRow
+from edgevision.benchmarking.spec import BenchmarkSpec
 from edgevision.io import write_json_atomic, write_text_atomic
-from edgevision.recipe.schema import BenchmarkSpec
 
 REPORT_SCHEMA = "edgevision.report/1"
 REPORT_JSON = "report.json"

@@ -15,10 +15,10 @@ from edgevision.benchmarking.measure import (
     measure_latency,
 )
 from edgevision.benchmarking.modelstats import ModelStats, artifact_stats
+from edgevision.benchmarking.spec import BenchmarkSpec
 from edgevision.data import EvalSet
 from edgevision.errors import EdgevisionError
 from edgevision.progress import log
-from edgevision.recipe.schema import BenchmarkSpec
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ import numpy as np
 
 from edgevision.data.preprocess import Preprocess
 from edgevision.data.sources import FolderSource, ImageSource, open_split
+from edgevision.data.spec import DataSpec
 from edgevision.data.splits import SplitIndices, split_training_set, subset
 from edgevision.errors import DataError
-from edgevision.recipe.schema import DataSpec
 
 __all__ = ["Dataset", "EvalSet", "Preprocess", "preprocess_from_spec"]
 

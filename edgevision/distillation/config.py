@@ -6,8 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgevision.recipe.schema import ModelSpec, TrainSpec
-from edgevision.stages import StageConfig
+from edgevision.config import StageConfig
+from edgevision.models.spec import ModelSpec
+from edgevision.training.spec import TrainSpec
 
 
 class FeaturePair(BaseModel):
@@ -23,7 +24,7 @@ class DistillConfig(StageConfig):
     """Knowledge distillation: KL divergence to a teacher's softened logits, plus cross-entropy,
     plus optional feature matching through learned 1x1 adapters."""
 
-    kind: Literal["distill"] = "distill"
+    kind: Literal["distill"] = Field("distill", description="selects this stage")
     teacher: ModelSpec | None = Field(
         None, description="the teacher; default: the model as it was before the first "
         "compression stage (the unpruned model)")

@@ -8,7 +8,7 @@ from torch import nn
 
 from edgevision.distillation.config import DistillConfig
 from edgevision.errors import DistillError
-from edgevision.training import Objective
+from edgevision.training.loop import Objective
 
 
 class DistillationObjective(Objective):
@@ -84,7 +84,7 @@ class _FeatureTaps:
     """Forward hooks keeping the latest output of named layers."""
 
     def __init__(self, model: nn.Module, names: list[str], role: str) -> None:
-        from edgevision.models import named_layer
+        from edgevision.models.build import named_layer
 
         self.outputs: dict[str, torch.Tensor] = {}
         self.handles = []

@@ -11,7 +11,7 @@ from edgevision.data import Dataset
 from edgevision.distillation.config import DistillConfig
 from edgevision.distillation.objective import DistillationObjective
 from edgevision.errors import DistillError, first_line
-from edgevision.training import TrainResult, train
+from edgevision.training.loop import TrainResult, train
 
 
 def distill(student: nn.Module, teacher: nn.Module, dataset: Dataset, config: DistillConfig,

@@ -1,11 +1,3 @@
-"""Export stage: PyTorch → ONNX, checked by ``onnx.checker`` and against PyTorch's outputs."""
-
-from edgevision.export.onnx import (
-    INPUT_NAME,
-    OUTPUT_NAME,
-    export_onnx,
-    read_metadata,
-    verify_onnx,
-)
-
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "export_onnx", "read_metadata", "verify_onnx"]
+"""Export: PyTorch → ONNX, checked by ``onnx.checker`` and against PyTorch's outputs
+(``export.onnx``), and the recipe's ``ExportSpec`` (``export.spec``). Importing the package loads
+no torch, so a recipe validates without it."""

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from edgevision.errors import ExportError, first_line
+from edgevision.export.spec import ExportSpec
 from edgevision.io import atomic_path
 from edgevision.onnxmeta import (  # noqa: F401  (re-exported: the export's public names)
     INPUT_NAME,
@@ -25,7 +26,6 @@ from edgevision.onnxmeta import (  # noqa: F401  (re-exported: the export's publ
     set_metadata,
     write_metadata,
 )
-from edgevision.recipe.schema import ExportSpec
 
 
 def export_onnx(model: nn.Module, sample: np.ndarray, path: Path, spec: ExportSpec,

@@ -96,7 +96,7 @@ def save_model_file(model: nn.Module, path: Path, info: dict[str, Any]) -> Path:
     """Save ``model`` as an edgevision model file: ``info`` (name, num_classes, preprocessing,
     labels), its layers' shape attributes (so a pruned model is rebuilt from its registry
     architecture) and its state_dict, written atomically."""
-    from edgevision.pruning.structure import capture_structure
+    from edgevision.models.structure import capture_structure
 
     payload = {"format": MODEL_FILE_FORMAT, "info": info, "structure": capture_structure(model),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}

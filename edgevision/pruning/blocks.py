@@ -24,6 +24,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from edgevision.errors import PruneError
+from edgevision.models.structure import remove_block
 from edgevision.progress import log, progress_bar
 from edgevision.pruning.config import PruneConfig
 from edgevision.pruning.policy import named_module
@@ -40,10 +41,6 @@ RANKING_BATCH = 64
 
 AfterStep = Callable[[int], None]
 LatencyOf = Callable[[nn.Module], float]
-
-
-class RemovedBlock(nn.Identity):
-    """Stands where a residual block was removed: only its identity shortcut is left."""
 
 
 @RESIDUAL_BLOCKS.register("cifar_resnet.BasicBlock")
@@ -90,13 +87,6 @@ def removable_blocks(model: nn.Module, ignore: list[str]) -> list[str]:
     return [name for name, module in model.named_modules()
             if name and any(RESIDUAL_BLOCKS.get(kind)(module) for kind in RESIDUAL_BLOCKS)
             and not any(id(m) in kept for m in module.modules())]
-
-
-def remove_block(model: nn.Module, name: str) -> nn.Module:
-    """Replace block ``name`` with a ``RemovedBlock``; returns the block taken out."""
-    block = model.get_submodule(name)
-    model.set_submodule(name, RemovedBlock())
-    return block
 
 
 @dataclass

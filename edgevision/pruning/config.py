@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from edgevision.config import StageConfig
 from edgevision.pruning.importance import IMPORTANCES
-from edgevision.recipe.schema import TrainSpec
-from edgevision.stages import StageConfig
+from edgevision.training.spec import TrainSpec
 
 #: the fields that only channel pruning reads
 CHANNEL_ONLY = ("importance", "scope", "round_to", "layer_ratios", "max_layer_ratio",
@@ -19,7 +19,7 @@ class PruneConfig(StageConfig):
     """Structured pruning of channels or of whole residual blocks: what to rank by, how much to
     remove, in how many steps."""
 
-    kind: Literal["prune"] = "prune"
+    kind: Literal["prune"] = Field("prune", description="selects this stage")
     granularity: Literal["channel", "block"] = Field(
         "channel", description="channel: remove channels with torch-pruning's dependency "
         "graph; block: remove whole residual blocks whose shortcut is the identity (depth "

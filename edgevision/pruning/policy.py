@@ -40,7 +40,7 @@ def pruning_roots_to_ignore(model: nn.Module, ignore: list[str]) -> list[nn.Modu
 def named_module(model: nn.Module, name: str, where: str) -> nn.Module:
     """``model``'s submodule ``name``; an unknown name is a ``PruneError`` suggesting close
     ones."""
-    from edgevision.models import named_layer
+    from edgevision.models.build import named_layer
 
     return named_layer(model, name, where, PruneError)
 

@@ -335,6 +335,6 @@ def output_shape(model: nn.Module, example_input: torch.Tensor) -> torch.Size:
 
 def count(model: nn.Module, example_input: torch.Tensor) -> tuple[int, int]:
     """MACs and parameters of ``model`` for one input shaped like ``example_input``."""
-    from edgevision.models import count_macs_params
+    from edgevision.models.build import count_macs_params
 
     return count_macs_params(model, tuple(example_input.shape[1:]))

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from edgevision.recipe.schema import TrainSpec
-from edgevision.stages import StageConfig
+from edgevision.config import StageConfig
+from edgevision.training.spec import TrainSpec
 
 Target = Literal["cpu", "tensorrt"]
 Precision = Literal["int8", "fp16"]
@@ -24,7 +24,7 @@ class CalibrationSpec(BaseModel):
         "train", description="'train': the seeded data.calibration_size subset of the training "
         "split; or a list file (calibration/<name>.txt, paths relative to the training split "
         "folder) or a folder of images (see calibration/README.md)")
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="images per calibration batch")
     cache: bool = Field(True, description="save the ranges next to the model and re-use them "
                         "while the model and the calibration images are unchanged")
 
@@ -55,7 +55,7 @@ class QatSpec(BaseModel):
 class QuantizeConfig(StageConfig):
     """INT8 post-training quantization (QDQ ONNX) for a target, and/or an FP16 graph."""
 
-    kind: Literal["quantize"] = "quantize"
+    kind: Literal["quantize"] = Field("quantize", description="selects this stage")
     target: Target = Field(
         "cpu", description="cpu: ONNX Runtime on x86/ARM (unsigned activations, signed "
         "per-channel weights); tensorrt: symmetric signed INT8, zero point 0, QDQ on "
@@ -67,7 +67,8 @@ class QuantizeConfig(StageConfig):
     per_channel: bool = Field(True, description="per-output-channel weight scales")
     reduce_range: bool = Field(False, description="7-bit weights (x86 without VNNI can "
                                "saturate with U8S8)")
-    calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
+    calibration: CalibrationSpec = Field(default_factory=CalibrationSpec, description="the "
+                                         "images and method that set activation ranges")
     sensitivity: bool = Field(False, description="measure each layer's sensitivity (only that "
                               "layer quantized) and report the sorted table")
     accuracy_budget: float | None = Field(
@@ -81,7 +82,8 @@ class QuantizeConfig(StageConfig):
         "fp32", description="compute operators the quantizer cannot handle: keep them in FP32 "
         "(listed in the report) or fail")
 
-    qat: QatSpec = Field(default_factory=QatSpec)
+    qat: QatSpec = Field(default_factory=QatSpec, description="quantization-aware training "
+                         "after PTQ")
 
     @model_validator(mode="after")
     def _qat_needs_budget(self) -> QuantizeConfig:

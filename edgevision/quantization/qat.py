@@ -23,7 +23,7 @@ from edgevision.data import Dataset, EvalSet
 from edgevision.errors import QuantizeError, first_line
 from edgevision.quantization.config import QatSpec
 from edgevision.quantization.targets import TargetSettings
-from edgevision.training import TrainResult, train
+from edgevision.training.loop import TrainResult, train
 
 #: weight of the newest batch in the activation ranges' moving average while training
 EMA_MOMENTUM = 0.01

@@ -13,6 +13,7 @@ import onnx
 from edgevision.data import Dataset, EvalSet
 from edgevision.data.splits import subset
 from edgevision.errors import DataError, QuantizeError
+from edgevision.export.spec import ExportSpec
 from edgevision.progress import log
 from edgevision.quantization.calibration import (
     BatchReader,
@@ -34,7 +35,6 @@ from edgevision.quantization.ptq import (
 )
 from edgevision.quantization.sensitivity import fit_budget, layer_sensitivity
 from edgevision.quantization.targets import TARGETS
-from edgevision.recipe.schema import ExportSpec
 
 
 @dataclass
@@ -186,7 +186,7 @@ def qat_quantize(module: Any, fp32: Path, out: Path, config: QuantizeConfig, dat
     """Quantization-aware training of ``module`` (the PyTorch model behind ``fp32``), then the
     same ONNX Runtime QDQ quantization; the result is compared with ``fp32`` on the check
     images. Training checkpoints go to ``run_path/qat``."""
-    from edgevision.export import export_onnx, verify_onnx
+    from edgevision.export.onnx import export_onnx, verify_onnx
     from edgevision.quantization.config import QatSpec
     from edgevision.quantization.qat import quantization_aware_training
 

@@ -9,6 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from edgevision.errors import EdgevisionError, RecipeError
+from edgevision.recipe.catalog import bundled_recipes
 from edgevision.recipe.schema import Recipe
 from edgevision.registry import suggest
 from edgevision.validation import format_validation_error
@@ -36,8 +37,6 @@ def resolve_recipe_path(source: str | Path) -> Path:
     path = Path(source)
     if path.is_file():
         return path
-    from edgevision.catalog import bundled_recipes
-
     bundled = bundled_recipes()
     if str(source) in bundled:
         return bundled[str(source)]
@@ -64,6 +63,15 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise RecipeError(f"{path}: a recipe must be a YAML mapping with keys like "
                           f"{', '.join(Recipe.model_fields)}")
     return data
+
+
+def recipe_summaries() -> list[tuple[str, Path, str]]:
+    """(name, path, first line of the description) of every bundled recipe."""
+    rows = []
+    for name, path in bundled_recipes().items():
+        lines = str(read_yaml(path).get("description", "")).strip().splitlines()
+        rows.append((name, path, lines[0] if lines else ""))
+    return rows
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 from edgevision.errors import EdgevisionError
 from edgevision.io import write_json_atomic
 from edgevision.progress import log
+from edgevision.recipe.search import SearchSpec
 from edgevision.rundir import RunDir
-from edgevision.search.config import SearchSpec
 from edgevision.stages import get_stage
 
 if TYPE_CHECKING:
-    from edgevision.pipeline import PipelineState
+    from edgevision.stages.state import PipelineState
 
 LEVEL_FILE = "level.json"
 #: the quantize stage's file for each search precision
@@ -78,7 +78,7 @@ def _level(state: PipelineState, spec: SearchSpec, level: float) -> list[Candida
 
 def _build_level(state: PipelineState, spec: SearchSpec, level: float,
                  folder: Path) -> list[Candidate]:
-    from edgevision.pipeline import PipelineState, export_models, save_models
+    from edgevision.stages.state import PipelineState, export_models, save_models
 
     folder.mkdir(parents=True, exist_ok=True)
     sub = PipelineState(state.recipe, RunDir(folder), state.dataset, copy.deepcopy(state.model),

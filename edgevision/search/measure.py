@@ -20,8 +20,8 @@ from edgevision.data import EvalSet
 from edgevision.errors import ArtifactError, EdgevisionError
 from edgevision.io import write_json_atomic
 from edgevision.progress import log, progress_bar
+from edgevision.recipe.search import SearchSpec
 from edgevision.search.build import Candidate
-from edgevision.search.config import SearchSpec
 
 #: the measurements of a search, relative to its run directory
 MEASUREMENTS_FILE = "search/measurements.json"

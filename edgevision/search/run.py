@@ -11,8 +11,8 @@ from edgevision.benchmarking.environment import environment
 from edgevision.errors import first_line
 from edgevision.io import atomic_path, write_json_atomic, write_text_atomic
 from edgevision.progress import console, log
+from edgevision.recipe.search import SearchSpec
 from edgevision.search.build import Candidate, build_candidates, level_name
-from edgevision.search.config import SearchSpec
 from edgevision.search.measure import (
     MEASUREMENTS_FILE,
     Measurement,
@@ -23,7 +23,7 @@ from edgevision.search.report import Row, SearchReport, search_csv, search_table
 from edgevision.search.select import choose, within_budget
 
 if TYPE_CHECKING:
-    from edgevision.pipeline import PipelineState
+    from edgevision.stages.state import PipelineState
 
 DEPLOY_FILE = "deploy.onnx"
 PLOT_FILE = "pareto.png"

@@ -3,7 +3,7 @@ the latency budget — from measured figures only."""
 
 from __future__ import annotations
 
-from edgevision.search.config import SearchSpec
+from edgevision.recipe.search import SearchSpec
 from edgevision.search.report import Choice, Row
 
 

@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 from edgevision.distillation.config import DistillConfig
 from edgevision.progress import log
-from edgevision.stages import register_stage
+from edgevision.stages.registry import register_stage
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from edgevision.pipeline import PipelineState
+    from edgevision.stages.state import PipelineState
 
 
 @register_stage("distill", DistillConfig, phase="model")
@@ -35,7 +35,7 @@ def run_distill(config: DistillConfig, state: PipelineState) -> None:
 
 def _teacher(config: DistillConfig, state: PipelineState) -> tuple[nn.Module, str]:
     if config.teacher is not None:
-        from edgevision.models import build_model
+        from edgevision.models.build import build_model
 
         built = build_model(config.teacher)
         return built.module, f"teacher {built.name} ({built.source})"

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 from edgevision.progress import log
 from edgevision.pruning.config import PruneConfig
-from edgevision.stages import register_stage
+from edgevision.stages.registry import register_stage
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from edgevision.pipeline import PipelineState
+    from edgevision.stages.state import PipelineState
 
 
 @register_stage("prune", PruneConfig, phase="model")
@@ -79,9 +79,9 @@ def _latency_meter(config: PruneConfig, state: PipelineState) -> Callable[[nn.Mo
 
     from edgevision.backends import get_backend
     from edgevision.benchmarking.measure import measure_latency
-    from edgevision.export import export_onnx
+    from edgevision.export.onnx import export_onnx
     from edgevision.models.checkpoint import save_model_file
-    from edgevision.pipeline import model_info
+    from edgevision.stages.state import model_info
 
     backend = get_backend(config.latency_backend)
     bench = state.recipe.benchmark
@@ -108,7 +108,7 @@ def _finetune(config: PruneConfig, state: PipelineState, name: str) -> None:
     the model before pruning."""
     import torch
 
-    from edgevision.training import Objective, train
+    from edgevision.training.loop import Objective, train
 
     model = state.model.module
     objective: Objective | None = None

@@ -10,10 +10,10 @@ from rich.table import Table
 
 from edgevision.progress import console, log
 from edgevision.quantization.config import QuantizeConfig
-from edgevision.stages import register_stage
+from edgevision.stages.registry import register_stage
 
 if TYPE_CHECKING:
-    from edgevision.pipeline import PipelineState
+    from edgevision.stages.state import PipelineState
 
 #: rows of the sensitivity table printed on the console (report.json holds them all)
 SHOWN_LAYERS = 10
@@ -99,7 +99,7 @@ def _qat(config: QuantizeConfig, state: PipelineState, fp32: Path, metadata: dic
 
 
 def _run_model(state: PipelineState) -> Any:
-    from edgevision.models import load_model_file
+    from edgevision.models.build import load_model_file
 
     return load_model_file(state.run.path / "model.pt")[0].module
 

@@ -7,8 +7,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgevision.backends.tensorrt.spec import EngineSpec
 from edgevision.errors import EdgevisionError
-from edgevision.recipe.schema import EngineSpec
 
 #: builder flags (``tensorrt.BuilderFlag`` member names) each precision sets
 PRECISION_FLAGS: dict[str, tuple[str, ...]] = {

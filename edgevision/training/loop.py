@@ -17,7 +17,7 @@ from edgevision.data import Dataset, EvalSet
 from edgevision.errors import CheckpointError, TrainError, first_line
 from edgevision.io import atomic_path
 from edgevision.progress import log, progress_bar
-from edgevision.recipe.schema import TrainSpec
+from edgevision.training.spec import TrainSpec
 
 CHECKPOINT_NAME = "last.pt"
 

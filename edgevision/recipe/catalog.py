@@ -1,10 +1,11 @@
-"""Listings: the models the registry can build and the bundled recipes."""
+"""The bundled recipes: where they are and what each is for."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+#: the ``edgevision`` package folder (``recipes/`` sits beside it in a source checkout)
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
 def recipes_dir() -> Path:
@@ -21,14 +22,3 @@ def bundled_recipes() -> dict[str, Path]:
     if not folder.is_dir():
         return {}
     return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
-
-
-def recipe_summaries() -> list[tuple[str, Path, str]]:
-    """(name, path, first line of the description) of every bundled recipe."""
-    from edgevision.recipe.load import read_yaml
-
-    rows = []
-    for name, path in bundled_recipes().items():
-        lines = str(read_yaml(path).get("description", "")).strip().splitlines()
-        rows.append((name, path, lines[0] if lines else ""))
-    return rows

@@ -141,7 +141,7 @@ def _artifact_metadata(artifact: Path) -> dict[str, Any]:
         return {"preprocess": meta.preprocess, "labels": meta.labels,
                 "precision": meta.precision}
     if artifact.suffix == ".pt":
-        from edgevision.models import load_model_file
+        from edgevision.models.build import load_model_file
 
         return load_model_file(artifact)[1]
     raise ArtifactError(f"{artifact}: unsupported artifact type {artifact.suffix!r} "

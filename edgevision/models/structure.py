@@ -1,6 +1,7 @@
 """Saving and restoring the shapes of a pruned model without pickling Python objects.
 
-A pruned network is its registry architecture with smaller layers. ``capture_structure``
+A pruned network is its registry architecture with smaller layers and, after depth pruning,
+some residual blocks replaced by ``RemovedBlock`` (their identity shortcut). ``capture_structure``
 records each module's integer shape attributes (``out_channels``, ``groups``, ``num_features``,
 ...) and which residual blocks depth pruning removed; ``apply_structure`` removes those blocks
 from a freshly built architecture, sets the attributes and resizes its parameters and buffers
@@ -19,11 +20,20 @@ Structure = dict[str, dict[str, Any]]
 REMOVED = {"removed_block": True}
 
 
+class RemovedBlock(nn.Identity):
+    """Stands where a residual block was removed: only its identity shortcut is left."""
+
+
+def remove_block(model: nn.Module, name: str) -> nn.Module:
+    """Replace block ``name`` with a ``RemovedBlock``; returns the block taken out."""
+    block = model.get_submodule(name)
+    model.set_submodule(name, RemovedBlock())
+    return block
+
+
 def capture_structure(model: nn.Module) -> Structure:
     """Integer (and tuple-of-integer) public attributes of every module, by module name;
     ``REMOVED`` for removed residual blocks."""
-    from edgevision.pruning.blocks import RemovedBlock
-
     return {name: dict(REMOVED) if isinstance(module, RemovedBlock) else _shape_attributes(module)
             for name, module in model.named_modules()}
 
@@ -31,8 +41,6 @@ def capture_structure(model: nn.Module) -> Structure:
 def apply_structure(model: nn.Module, structure: Structure,
                     state: dict[str, torch.Tensor]) -> None:
     """Give ``model`` (freshly built) the saved attributes and the tensor shapes of ``state``."""
-    from edgevision.pruning.blocks import remove_block
-
     for name, attributes in structure.items():
         if attributes == REMOVED and name in dict(model.named_modules()):
             remove_block(model, name)

@@ -2,72 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from rich.markup import escape
 
-from edgevision.data import Dataset, EvalSet
+from edgevision.data import Dataset
 from edgevision.errors import DataError, EdgevisionError, first_line
 from edgevision.io import write_json_atomic, write_text_atomic
 from edgevision.progress import console, log
 from edgevision.recipe import Recipe, recipe_to_yaml
 from edgevision.rundir import RECIPE_FILE, RunDir
-from edgevision.stages import get_stage
+from edgevision.stages import check_implemented, get_stage
+from edgevision.stages.state import (
+    CALIBRATION_FILE,
+    ONNX_FILE,
+    PipelineState,
+    export_models,
+    save_models,
+)
 
 if TYPE_CHECKING:
-    from torch import nn
-
-    from edgevision.models import BuiltModel
-
-MODEL_FILE = "model.pt"
-ONNX_FILE = "model.onnx"
-CALIBRATION_FILE = "calibration.json"
-
-
-@dataclass
-class PipelineState:
-    """What flows between steps; stages read and replace ``model`` or add ``artifacts``."""
-
-    recipe: Recipe
-    run: RunDir
-    dataset: Dataset
-    model: BuiltModel
-    resume: bool = False
-    artifacts: list[dict[str, str]] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
-    #: the model's variant name in the report: fp32, then e.g. pruned, pruned+distilled
-    variant: str = "fp32"
-    #: the model before the first model stage (the default distillation teacher); set by the
-    #: pipeline whenever the recipe has a model stage
-    original: nn.Module | None = None
-    #: earlier states of the model exported and benchmarked beside it, by variant name
-    snapshots: dict[str, nn.Module] = field(default_factory=dict)
-
-    @cached_property
-    def eval_set(self) -> EvalSet:
-        """The evaluation split, decoded once per run."""
-        return self.dataset.eval_set()
-
-    def variant_with(self, step: str) -> str:
-        """The variant name after ``step``: ``step`` itself for the plain FP32 model, else
-        appended (pruned+distilled, pruned+distilled+int8)."""
-        return step if self.variant == "fp32" else f"{self.variant}+{step}"
-
-    def add_snapshot(self, variant: str, module: nn.Module) -> None:
-        """Keep a frozen copy of ``module`` to export and benchmark as ``variant``."""
-        import copy
-
-        self.snapshots[variant] = copy.deepcopy(module).eval()
-
-    def add_artifact(self, variant: str, path: Path, backend_hint: str = "") -> None:
-        """Record an artifact (relative to the run directory) for benchmarking."""
-        entry = {"variant": variant, "path": path.relative_to(self.run.path).as_posix()}
-        if backend_hint:
-            entry["backend"] = backend_hint
-        self.artifacts.append(entry)
+    from edgevision.models.build import BuiltModel
+    from edgevision.recipe.search import SearchSpec
 
 
 @dataclass
@@ -94,10 +52,11 @@ def train_only(recipe: Recipe, out: Path | None = None, *, force: bool = False,
 
 def _run(recipe: Recipe, out: Path | None, *, force: bool, resume: bool,
          until: Literal["train", "benchmark"]) -> RunResult:
-    from edgevision.training import check_trainable
+    from edgevision.training.loop import check_trainable
 
     # a device or precision this machine cannot train with fails before any work or file
     check_trainable([recipe.train] if until == "train" else recipe.train_specs())
+    check_implemented(recipe.stages)  # so is a stage this version has no handler for
     dataset, built = _load_inputs(recipe)  # bad data or model fails before any file is touched
     run = RunDir.prepare(out or Path("runs") / recipe.name, force=force, resume=resume,
                          recipe_yaml=recipe_to_yaml(recipe))
@@ -111,7 +70,7 @@ def _run(recipe: Recipe, out: Path | None, *, force: bool, resume: bool,
                                info=state.info)
             return RunResult(run.path)
         if recipe.search is not None:
-            report = _search(state)
+            report = _search(state, recipe.search)
             run.write_manifest(status="complete", step="done", artifacts=state.artifacts,
                                info=state.info)
             return RunResult(run.path, report)
@@ -167,7 +126,7 @@ def _load_inputs(recipe: Recipe) -> tuple[Dataset, BuiltModel]:
     """Open the data and build the model, checking that they fit each other."""
     import torch
 
-    from edgevision.models import build_model
+    from edgevision.models.build import build_model
 
     torch.manual_seed(recipe.seed)
     dataset = Dataset.from_spec(recipe.data, recipe.seed)
@@ -210,7 +169,7 @@ def _check_classes(built: BuiltModel, dataset: Dataset) -> None:
 
 
 def _train(state: PipelineState) -> None:
-    from edgevision.training import evaluate_top1, train
+    from edgevision.training.loop import evaluate_top1, train
 
     spec = state.recipe.train
     if spec.epochs == 0:
@@ -249,55 +208,6 @@ def _run_stages(state: PipelineState, phase: str) -> None:
             stage.handler(config, state)
 
 
-def model_info(state: PipelineState) -> dict[str, Any]:
-    """What travels with every artifact: name, classes, input shape, preprocessing, labels."""
-    return {"name": state.model.name, "num_classes": len(state.dataset.classes),
-            "input_shape": list(state.eval_set.sample_shape()),
-            "preprocess": state.dataset.preprocess.to_dict(), "labels": state.dataset.classes,
-            "recipe": state.recipe.name}
-
-
-def _models_to_export(state: PipelineState) -> list[tuple[str, nn.Module, str]]:
-    """(variant, module, file stem): the comparison snapshots first, then the final model."""
-    snapshots = [(variant, module, variant) for variant, module in state.snapshots.items()]
-    return [*snapshots, (state.variant, state.model.module, Path(MODEL_FILE).stem)]
-
-
-def save_models(state: PipelineState) -> None:
-    """Save the final model and its comparison snapshots as edgevision model files."""
-    from edgevision.models import count_macs_params
-    from edgevision.models.checkpoint import save_model_file
-
-    info = model_info(state)
-    macs, params = count_macs_params(state.model.module, tuple(info["input_shape"]))
-    state.info["model"] = {"name": state.model.name, "source": state.model.source,
-                           "variant": state.variant, "macs": macs, "params": params}
-    for variant, module, stem in _models_to_export(state):
-        path = state.run.path / f"{stem}.pt"
-        save_model_file(module, path, {**info, "variant": variant})
-        state.add_artifact(variant, path)
-
-
-def export_models(state: PipelineState) -> None:
-    """Export the final model and its snapshots to ONNX, each checked against PyTorch."""
-    from edgevision.export import export_onnx, verify_onnx
-
-    spec = state.recipe.export
-    images = state.eval_set.first(spec.verify_images)
-    checks = {}
-    for variant, module, stem in _models_to_export(state):
-        path = state.run.path / f"{stem}.onnx"
-        log(f"exporting {variant} to ONNX (opset {spec.opset}, {spec.exporter} exporter): {path}")
-        export_onnx(module, images, path, spec,
-                    {**model_info(state), "variant": variant, "precision": "fp32"})
-        check = verify_onnx(path, module, images, spec.atol, spec.rtol)
-        log(f"ONNX Runtime matches PyTorch on {check.images} real images (max |diff| "
-            f"{check.max_abs_diff:.2e}, top-1 agreement {100 * check.top1_agreement:.1f}%)")
-        checks[variant] = check.to_dict()
-        state.add_artifact(variant, path)
-    state.info["export"] = checks
-
-
 def _build_engines(state: PipelineState) -> None:
     """The recipe's TensorRT engines; where TensorRT is missing each one is recorded as not
     built, with the reason and the equivalent trtexec command, and the run goes on."""
@@ -316,11 +226,11 @@ def _build_engines(state: PipelineState) -> None:
     state.info["engines"] = [r.to_dict() for r in results]
 
 
-def _search(state: PipelineState) -> dict[str, Any]:
+def _search(state: PipelineState, spec: SearchSpec) -> dict[str, Any]:
     from edgevision.search.run import run_search
 
     state.run.write_manifest(step="search")
-    report = run_search(state, state.recipe.search)
+    report = run_search(state, spec)
     state.info["search"] = {"choice": report.choice.model_dump(mode="json")}
     return report.to_json()
 

@@ -1,0 +1,1 @@
+"""Search: build pruning levels × precisions, measure each on the target backends, choose."""
