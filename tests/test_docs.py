@@ -14,7 +14,8 @@ Convention for code blocks:
 An ``edgevision`` command must parse against the real Typer app (subcommand, options, argument
 count and types); a recipe argument (``compress``/``train``/``validate`` RECIPE, ``quantize
 --recipe``) must load with its ``--set`` overrides, so a wrong recipe key fails. A script must
-exist and be executable; ``pip install 'edgevision[extra]'`` must name an extra of
+exist and be executable, and each ``--option`` given to it must appear in its source as a
+string; ``pip install 'edgevision[extra]'`` must name an extra of
 pyproject.toml. Links are checked with markdown-it's tokens: the file must exist and an anchor
 must match a heading's GitHub slug. ``docs/recipes.md`` and ``docs/design.md`` are written by
 other work: links to them pass while they are missing, and are checked once they exist.
@@ -210,6 +211,16 @@ def check_edgevision(args: list[str]) -> str | None:
     return None
 
 
+def check_script(script: Path, args: list[str]) -> str | None:
+    """A script must be executable, and each ``--option`` it is given must appear in it."""
+    if not os.access(script, os.X_OK) or not script.is_file():
+        return f"{script.relative_to(REPO)} is not an executable file"
+    source = script.read_text(encoding="utf-8")
+    unknown = [arg.split("=")[0] for arg in args
+               if arg.startswith("--") and f'"{arg.split("=")[0]}"' not in source]
+    return f"{script.name} has no option {unknown}" if unknown else None
+
+
 def check_command(words: list[str]) -> str | None:
     """Why one command of a command block is wrong, or None."""
     program, args = words[0], words[1:]
@@ -217,9 +228,8 @@ def check_command(words: list[str]) -> str | None:
         return check_edgevision(args)
     if re.search(r"(^|/)python3?$", program) and args:
         program, args = args[0], args[1:]
-    if program.lstrip("./").startswith(("scripts/", ".ci/")):
-        script = REPO / program
-        return None if os.access(script, os.X_OK) else f"{program} is not an executable file"
+    if program.removeprefix("./").startswith(("scripts/", ".ci/")):
+        return check_script(REPO / program, args)
     if program.endswith("pip") and args[:1] in (["install"], ["uninstall"]):
         for word in args[1:]:
             match = re.match(r"^edgevision\[([^\]]+)\]$", word)
@@ -269,6 +279,7 @@ def test_the_checks_catch_planted_mistakes() -> None:
             "edgevision nosuch\n"
             "edgevision compress quickstart --set train.epoch=2\n"
             "./scripts/no-such-script\n"
+            "python scripts/bench-int8-formats model.onnx --no-such-flag\n"
             "pip install 'edgevision[nosuch]'\n"
             "ls runs/\n"
             "edgevision validate quickstart --set train.epochs=2\n```\n\n"
@@ -278,9 +289,11 @@ def test_the_checks_catch_planted_mistakes() -> None:
                      "planted.md: no heading #nope in README.md",
                      "planted.md: no heading #titel in planted.md"]
     found = command_problems(page, text)
-    assert len(found) == 6, found
+    assert len(found) == 7, found
     for problem, expected in zip(found, ["No such option: --no-such-option",
                                          "no subcommand 'nosuch'", "unknown key 'train.epoch'",
-                                         "not an executable file", "no extra ['nosuch']",
+                                         "not an executable file",
+                                         "bench-int8-formats has no option ['--no-such-flag']",
+                                         "no extra ['nosuch']",
                                          "unknown program 'ls'"], strict=True):
         assert expected in problem
