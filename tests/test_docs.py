@@ -13,11 +13,12 @@ Convention for code blocks:
 
 An ``edgevision`` command must parse against the real Typer app (subcommand, options, argument
 count and types); a recipe argument (``compress``/``train``/``validate`` RECIPE, ``quantize
---recipe``) must load with its ``--set`` overrides, so a wrong recipe key fails. A script must
-exist and be executable, and each ``--option`` given to it must appear in its source as a
-string; ``pip install 'edgevision[extra]'`` must name an extra of
-pyproject.toml. Links are checked with markdown-it's tokens: the file must exist and an anchor
-must match a heading's GitHub slug. ``docs/recipes.md`` and ``docs/design.md`` are written by
+--recipe``) must load with its ``--set`` overrides, so a wrong recipe key fails (``quantize``
+without ``--recipe`` applies them to the run's recipe when ``runs/<name>`` names a bundled one,
+else to ``quickstart``). A script must exist and be executable, and each ``--option`` given to
+it must appear in its source as a string; ``pip install 'edgevision[extra]'`` must name an extra
+of pyproject.toml. Links are checked with markdown-it's tokens: the file must exist and an
+anchor must match a heading's GitHub slug. ``docs/recipes.md`` and ``docs/design.md`` are written by
 other work: links to them pass while they are missing, and are checked once they exist.
 """
 
@@ -206,9 +207,18 @@ def check_edgevision(args: list[str]) -> str | None:
     except Exception as error:  # click's UsageError family, vendored by Typer
         return f"{' '.join(names)}: {error}"
     recipe = ctx.params.get(RECIPE_PARAMS.get(names[0], ""))
+    overrides = list(ctx.params.get("set_") or [])
+    if names[0] == "quantize" and recipe is None and overrides:
+        recipe = run_recipe(ctx.params["run_dir"])
     if isinstance(recipe, str):
-        return check_recipe(recipe, list(ctx.params.get("set_") or []))
+        return check_recipe(recipe, overrides)
     return None
+
+
+def run_recipe(run_dir: Path) -> str:
+    """The recipe a run directory was presumably made from: its name when that is a bundled
+    recipe (``runs/<recipe name>``), else ``quickstart`` (the keys are the same schema)."""
+    return run_dir.name if (REPO / "recipes" / f"{run_dir.name}.yaml").exists() else "quickstart"
 
 
 def check_script(script: Path, args: list[str]) -> str | None:
@@ -282,6 +292,7 @@ def test_the_checks_catch_planted_mistakes() -> None:
             "python scripts/bench-int8-formats model.onnx --no-such-flag\n"
             "pip install 'edgevision[nosuch]'\n"
             "ls runs/\n"
+            "edgevision quantize runs/x --set 'stages=[{kind: quantize, nosuch: 1}]'\n"
             "edgevision validate quickstart --set train.epochs=2\n```\n\n"
             "```text\nedgevision nosuch (output is not checked)\n```\n")
     found = link_problems(page, text)
@@ -289,11 +300,12 @@ def test_the_checks_catch_planted_mistakes() -> None:
                      "planted.md: no heading #nope in README.md",
                      "planted.md: no heading #titel in planted.md"]
     found = command_problems(page, text)
-    assert len(found) == 7, found
+    assert len(found) == 8, found
     for problem, expected in zip(found, ["No such option: --no-such-option",
                                          "no subcommand 'nosuch'", "unknown key 'train.epoch'",
                                          "not an executable file",
                                          "bench-int8-formats has no option ['--no-such-flag']",
                                          "no extra ['nosuch']",
-                                         "unknown program 'ls'"], strict=True):
+                                         "unknown program 'ls'", "unknown key 'stages.0.nosuch'"],
+                                  strict=True):
         assert expected in problem
