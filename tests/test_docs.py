@@ -18,8 +18,7 @@ without ``--recipe`` applies them to the run's recipe when ``runs/<name>`` names
 else to ``quickstart``). A script must exist and be executable, and each ``--option`` given to
 it must appear in its source as a string; ``pip install 'edgevision[extra]'`` must name an extra
 of pyproject.toml. Links are checked with markdown-it's tokens: the file must exist and an
-anchor must match a heading's GitHub slug. ``docs/recipes.md`` and ``docs/design.md`` are written by
-other work: links to them pass while they are missing, and are checked once they exist.
+anchor must match a heading's GitHub slug.
 """
 
 from __future__ import annotations
@@ -40,8 +39,6 @@ from markdown_it.token import Token
 
 from tests.conftest import REPO
 
-#: pages linked before they are written (generated reference, design notes); see the docstring
-EXPECTED_PAGES = {REPO / "docs" / "recipes.md", REPO / "docs" / "design.md"}
 #: fence tags whose blocks are commands
 COMMAND_TAGS = {"bash", "sh"}
 #: external programs a command block may use; only their name is checked
@@ -119,8 +116,6 @@ def link_problems(page: Path, text: str) -> list[str]:
                 problems.append(f"{page.name}: no heading #{anchor} in {page.name}")
             continue
         linked = (page.parent / path_part).resolve()
-        if linked in EXPECTED_PAGES and not linked.exists():
-            continue
         if not linked.exists():
             problems.append(f"{page.name}: link to missing {target}")
         elif anchor and linked.suffix == ".md" and anchor not in anchors(
