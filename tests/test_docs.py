@@ -8,17 +8,17 @@ Convention for code blocks:
   ``edgevision`` (any path ending in ``bin/edgevision``), ``scripts/…`` (``./scripts/…``,
   ``python scripts/…``, ``.venv/bin/python scripts/…``), ``.ci/run``, ``pip install``/
   ``pip uninstall``, or an external tool in ``EXTERNAL`` (not checked beyond its name).
-- Program output goes in ``text`` blocks (or blocks with no tag); recipes in ``yaml``, code in
-  ``python``. Those are not executed or checked.
+- Program output goes in ``text`` blocks; recipes in ``yaml``, code in ``python``. Those are not
+  executed or checked. A block without a tag fails, so no command escapes the check unmarked.
 
 An ``edgevision`` command must parse against the real Typer app (subcommand, options, argument
 count and types); a recipe argument (``compress``/``train``/``validate`` RECIPE, ``quantize
 --recipe``) must load with its ``--set`` overrides, so a wrong recipe key fails (``quantize``
 without ``--recipe`` applies them to the run's recipe when ``runs/<name>`` names a bundled one,
 else to ``quickstart``). A script must exist and be executable, and each ``--option`` given to
-it must appear in its source as a string; ``pip install 'edgevision[extra]'`` must name an extra
-of pyproject.toml. Links are checked with markdown-it's tokens: the file must exist and an
-anchor must match a heading's GitHub slug.
+it must appear in its source as a string; ``pip install '.[extra]'`` (or
+``'edgevision[extra]'``) must name an extra of pyproject.toml. Links are checked with
+markdown-it's tokens: the file must exist and an anchor must match a heading's GitHub slug.
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ def check_command(words: list[str]) -> str | None:
         return check_script(REPO / program, args)
     if program.endswith("pip") and args[:1] in (["install"], ["uninstall"]):
         for word in args[1:]:
-            match = re.match(r"^edgevision\[([^\]]+)\]$", word)
+            match = re.match(r"^(?:edgevision|\.)\[([^\]]+)\]$", word)
             missing = set(match.group(1).split(",")) - extras() if match else set()
             if missing:
                 return f"no extra {sorted(missing)} in pyproject.toml"
@@ -251,6 +251,9 @@ def command_problems(page: Path, text: str) -> list[str]:
     """Every command of the page's bash/sh blocks that does not check out."""
     problems = []
     for block in blocks(page, text):
+        if not block.tag:
+            problems.append(f"{page.name}:{block.line}: a code block without a tag (bash/sh for "
+                            "commands, text for output), so nothing in it is checked")
         if block.tag not in COMMAND_TAGS:
             continue
         for words in commands(block):
@@ -286,21 +289,24 @@ def test_the_checks_catch_planted_mistakes() -> None:
             "./scripts/no-such-script\n"
             "python scripts/bench-int8-formats model.onnx --no-such-flag\n"
             "pip install 'edgevision[nosuch]'\n"
+            "pip install '.[compress,nosuch2]'\n"
             "ls runs/\n"
             "edgevision quantize runs/x --set 'stages=[{kind: quantize, nosuch: 1}]'\n"
             "edgevision validate quickstart --set train.epochs=2\n```\n\n"
-            "```text\nedgevision nosuch (output is not checked)\n```\n")
+            "```text\nedgevision nosuch (output is not checked)\n```\n\n"
+            "```\nedgevision nosuch\n```\n")
     found = link_problems(page, text)
     assert found == ["planted.md: link to missing missing.md",
                      "planted.md: no heading #nope in README.md",
                      "planted.md: no heading #titel in planted.md"]
     found = command_problems(page, text)
-    assert len(found) == 8, found
+    assert len(found) == 10, found
     for problem, expected in zip(found, ["No such option: --no-such-option",
                                          "no subcommand 'nosuch'", "unknown key 'train.epoch'",
                                          "not an executable file",
                                          "bench-int8-formats has no option ['--no-such-flag']",
-                                         "no extra ['nosuch']",
-                                         "unknown program 'ls'", "unknown key 'stages.0.nosuch'"],
+                                         "no extra ['nosuch']", "no extra ['nosuch2']",
+                                         "unknown program 'ls'", "unknown key 'stages.0.nosuch'",
+                                         "a code block without a tag"],
                                   strict=True):
         assert expected in problem

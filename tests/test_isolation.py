@@ -50,3 +50,18 @@ def test_compress_without_the_compress_extra_says_what_to_install() -> None:
     assert result.returncode == 2
     assert "compress needs torch, which is not installed: pip install 'edgevision[compress]'" \
         in result.stderr
+
+
+def test_every_lazily_exported_name_resolves() -> None:
+    """Names loaded by a package's ``__getattr__`` point at modules that exist (lint-imports
+    and mypy cannot see module paths held in strings)."""
+    import edgevision
+    import edgevision.distillation
+    import edgevision.pruning
+
+    exported = {edgevision: list(edgevision._API),
+                edgevision.pruning: list(edgevision.pruning._LAZY),
+                edgevision.distillation: list(edgevision.distillation._LAZY)}
+    for package, names in exported.items():
+        for name in names:
+            assert getattr(package, name) is not None, f"{package.__name__}.{name}"

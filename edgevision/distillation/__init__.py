@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+#: names loaded on first use, from ``distillation.run``
+_LAZY = ("distill",)
+
 
 def __getattr__(name: str) -> Any:
-    if name in ("distill", "DistillResult"):
+    if name in _LAZY:
         from edgevision.distillation import run
 
         return getattr(run, name)

@@ -1,8 +1,9 @@
 """Structured pruning: channels with torch-pruning's DepGraph (``prune_model``: criteria,
 targets, schedules) or whole residual blocks (``prune_blocks``: depth pruning).
 
-``config`` and ``importance`` import no torch (recipes validate without it); ``prune_model``,
-``prune_blocks`` and the structure helpers are loaded on first use.
+``config`` and ``importance`` import no torch (recipes validate without it); ``prune_model`` and
+``prune_blocks`` are loaded on first use. A pruned model's saved shapes are the model's own
+business: ``edgevision.models.structure``.
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 _LAZY = {"prune_model": "edgevision.pruning.prune", "PruneResult": "edgevision.pruning.prune",
-         "prune_blocks": "edgevision.pruning.blocks",
-         "capture_structure": "edgevision.pruning.structure",
-         "apply_structure": "edgevision.pruning.structure"}
+         "prune_blocks": "edgevision.pruning.blocks"}
 
 
 def __getattr__(name: str) -> Any:

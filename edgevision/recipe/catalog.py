@@ -1,4 +1,4 @@
-"""The bundled recipes: where they are and what each is for."""
+"""The bundled recipes: where they are (a source checkout's ``recipes/`` or the wheel's copy)."""
 
 from __future__ import annotations
 

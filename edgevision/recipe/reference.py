@@ -22,7 +22,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from edgevision.config import StageConfig
 from edgevision.recipe.schema import Recipe
+from edgevision.recipe.search import SearchSpec
 from edgevision.recipe.stages import STAGE_CONFIGS
 
 HEADER = """# Recipe reference
@@ -34,6 +36,12 @@ line with `--set key.path=value` (the value is parsed as YAML). The bundled reci
 [`recipes/`](../recipes) are worked examples; `edgevision validate RECIPE` prints a recipe with
 every default filled in.
 """
+
+#: fields holding a stage's settings as a plain mapping (validated as that stage's config)
+TEMPLATES: dict[tuple[type[BaseModel], str], str] = {
+    (SearchSpec, "prune"): "prune", (SearchSpec, "distill"): "distill",
+    (SearchSpec, "quantize"): "quantize"}
+
 
 @dataclass
 class _Section:
@@ -85,7 +93,8 @@ def _section_markdown(section: _Section, anchors: dict[type[BaseModel], str]) ->
         lines += ["", "Also at: " + ", ".join(f"`{p}`" for p in section.also) + "."]
     lines += ["", "| key | type | default | description |", "|---|---|---|---|"]
     for name, info in model.model_fields.items():
-        lines.append(f"| `{name}` | {_type_text(info, anchors)} | {_default_text(info)} | "
+        lines.append(f"| `{name}` | {_type_text(model, name, info, anchors)} | "
+                     f"{_default_text(info)} | "
                      f"{_cell(info.description or '')} |")
     return "\n".join(lines) + "\n"
 
@@ -93,14 +102,27 @@ def _section_markdown(section: _Section, anchors: dict[type[BaseModel], str]) ->
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
     """The pydantic models an annotation holds (``X``, ``X | None``, ``list[X]``)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [] if annotation.__name__ == "StageConfig" else [annotation]
+        return [] if annotation is StageConfig else [annotation]
     return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
 
-def _type_text(info: FieldInfo, anchors: dict[type[BaseModel], str]) -> str:
-    text = _annotation_text(info.annotation, anchors)
-    bounds = [_bound_text(m) for m in info.metadata]
-    return _cell(" ".join([text, *[b for b in bounds if b]]))
+def _type_text(model: type[BaseModel], name: str, info: FieldInfo,
+               anchors: dict[type[BaseModel], str]) -> str:
+    """The type cell: the type, its bounds and pattern, then ``or null`` where it is optional."""
+    args = get_args(info.annotation)
+    nullable = (get_origin(info.annotation) in (Union, types.UnionType)
+                and type(None) in args)
+    annotation = (Union[tuple(a for a in args if a is not type(None))]  # noqa: UP007
+                  if nullable else info.annotation)
+    text = _annotation_text(annotation, anchors)
+    if (model, name) in TEMPLATES:
+        kind = TEMPLATES[(model, name)]
+        text = (f"mapping: a [`stages[{kind}]`](#{_slug(_title(f'stages[{kind}]'))}) stage "
+                "without `kind`")
+    limits = [t for t in map(_limit_text, info.metadata) if t]
+    if limits:
+        text += " " + ", ".join(limits)
+    return _cell(f"{text}, or null" if nullable else text)
 
 
 def _annotation_text(annotation: Any, anchors: dict[type[BaseModel], str]) -> str:
@@ -128,13 +150,15 @@ def _annotation_text(annotation: Any, anchors: dict[type[BaseModel], str]) -> st
     return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
-def _bound_text(metadata: Any) -> str:
+def _limit_text(metadata: Any) -> str:
+    """A field constraint as text: ``≥ 1``, ``< 100``, ``matching `^...$```."""
     symbols = ((annotated_types.Ge, "ge", "≥"), (annotated_types.Gt, "gt", ">"),
                (annotated_types.Le, "le", "≤"), (annotated_types.Lt, "lt", "<"))
     for kind, attribute, symbol in symbols:
         if isinstance(metadata, kind):
             return f"{symbol} {getattr(metadata, attribute)}"
-    return ""
+    pattern = getattr(metadata, "pattern", None)
+    return f"matching `{pattern}`" if pattern else ""
 
 
 def _default_text(info: FieldInfo) -> str:
@@ -161,8 +185,10 @@ def _docstring(model: type[BaseModel]) -> str:
 
 
 def _cell(text: str) -> str:
-    """Text fit for a table cell: pipes escaped, ``<`` not read as an HTML tag."""
-    return text.replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
+    """Text fit for a table cell: pipes escaped, and ``<`` outside code spans not read as the
+    start of an HTML tag."""
+    parts = text.replace("|", "\\|").replace("\n", " ").split("`")
+    return "`".join(part if i % 2 else part.replace("<", "&lt;") for i, part in enumerate(parts))
 
 
 def _title(path: str) -> str:

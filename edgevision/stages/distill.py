@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from edgevision.stages.state import PipelineState
 
 
-@register_stage("distill", DistillConfig, phase="model")
+@register_stage("distill", phase="model")
 def run_distill(config: DistillConfig, state: PipelineState) -> None:
     """Train ``state.model`` against the teacher the config names (default: the model before
     the first compression stage)."""

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from edgevision.stages.state import PipelineState
 
 
-@register_stage("prune", PruneConfig, phase="model")
+@register_stage("prune", phase="model")
 def run_prune(config: PruneConfig, state: PipelineState) -> None:
     """Prune ``state.model`` in place; record MACs/params and keep the comparison snapshots."""
     import torch

@@ -22,7 +22,7 @@ DERIVED_FILES = ("model.int8.onnx", "model.int8-mixed.onnx", "model.int8-qat.onn
                  "model.fp16.onnx")
 
 
-@register_stage("quantize", QuantizeConfig, phase="artifact")
+@register_stage("quantize", phase="artifact")
 def run_quantize(config: QuantizeConfig, state: PipelineState) -> None:
     """Quantize the run's final ``model.onnx`` into the precisions the config asks for."""
     from edgevision.onnxmeta import read_metadata

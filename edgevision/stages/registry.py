@@ -2,8 +2,8 @@
 
 A stage either transforms the PyTorch model (phase ``"model"``: prune, distill) or derives a new
 artifact from the exported ONNX (phase ``"artifact"``: quantize). The kinds, their configs and
-their legal order are the recipe's (``edgevision.recipe.stages``); a handler registers with the
-config class the recipe parses that kind into.
+their legal order are the recipe's (``edgevision.recipe.stages``): a handler receives the config
+the recipe parsed its kind into.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from edgevision.config import StageConfig
 from edgevision.errors import RecipeError
-from edgevision.recipe.stages import STAGE_CONFIGS, STAGE_ORDER, stage_config
+from edgevision.recipe.stages import STAGE_ORDER, stage_config
 
 if TYPE_CHECKING:
     from edgevision.stages.state import PipelineState
@@ -36,20 +36,16 @@ class StageKind:
 _STAGES: dict[str, StageKind] = {}
 
 
-def register_stage(
-    name: str, config: type[StageConfig], phase: Phase
-) -> Callable[[StageHandler], StageHandler]:
-    """Decorator registering ``handler(config, state)`` as the implementation of stage ``name``."""
+def register_stage(name: str, phase: Phase) -> Callable[[StageHandler], StageHandler]:
+    """Decorator registering ``handler(config, state)`` as the implementation of stage ``name``
+    (``config``: the recipe's config of that kind, ``recipe.stages.STAGE_CONFIGS[name]``)."""
     if name not in STAGE_ORDER:
         raise ValueError(f"stage {name!r} is not in STAGE_ORDER {STAGE_ORDER}")
-    if config is not STAGE_CONFIGS[name]:
-        raise ValueError(f"stage {name!r} is parsed into {STAGE_CONFIGS[name].__name__} "
-                         f"(recipe.stages.STAGE_CONFIGS), not {config.__name__}")
 
     def decorator(handler: StageHandler) -> StageHandler:
         if name in _STAGES:
             raise ValueError(f"stage {name!r} is registered twice")
-        _STAGES[name] = StageKind(name, config, handler, phase)
+        _STAGES[name] = StageKind(name, stage_config(name), handler, phase)
         return handler
 
     return decorator
