@@ -40,10 +40,12 @@ SetOpt = Annotated[list[str] | None, typer.Option(
 OutOpt = Annotated[Path | None, typer.Option(
     "--out", "-o", help="Run directory to write (default: runs/<recipe name>).")]
 ForceOpt = Annotated[bool, typer.Option(
-    "--force", help="Overwrite a run directory that already holds a run.")]
+    "--force", help="Start over in a run directory that already holds a run: deletes the files "
+                    "edgevision wrote there (refuses, naming them, when it holds others).")]
 ResumeOpt = Annotated[bool, typer.Option(
-    "--resume", help="Continue an interrupted run in --out (training resumes from its last "
-                     "epoch checkpoint).")]
+    "--resume", help="Continue an interrupted or failed run in --out: after its last completed "
+                     "step (training from its last epoch checkpoint); a recipe corrected in a "
+                     "later section (quantize stages, engine, benchmark) redoes that step on.")]
 
 
 def user_errors(func: F) -> F:
@@ -98,16 +100,20 @@ def quantize(
         "--recipe", "-r", help="Recipe whose quantize stage and data to use (default: the "
                                "run's recipe.yaml).")] = None,
     set_: SetOpt = None,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Replace graphs that a report of the run measured (those reports "
+                          "are removed); without it such a run is refused.")] = False,
 ) -> None:
     """Quantize an existing run's model.onnx (INT8 QDQ and/or FP16) with a recipe's quantize
     stage; the new files join the run's artifacts, so `edgevision benchmark RUN_DIR` measures
-    them beside the FP32 model."""
+    them beside the FP32 model. The tensorrt target's INT8 graphs are named apart
+    (model.int8.trt.onnx) from the cpu target's (model.int8.onnx)."""
     from edgevision.pipeline import quantize_run
     from edgevision.recipe import load_recipe
 
     loaded = load_recipe(recipe, set_) if recipe else (
         load_recipe(run_dir / "recipe.yaml", set_) if set_ else None)
-    for artifact in quantize_run(run_dir, loaded):
+    for artifact in quantize_run(run_dir, loaded, replace=replace):
         console.print(f"{artifact['variant']}: {run_dir / artifact['path']}", highlight=False)
 
 

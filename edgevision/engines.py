@@ -13,10 +13,13 @@ from edgevision.backends.tensorrt.spec import EngineSpec
 from edgevision.data.sources import cache_dir
 from edgevision.errors import BackendUnavailableError, EdgevisionError
 from edgevision.progress import log
+from edgevision.rundir import quantized_file
 
-#: the ONNX graph each engine precision is built from, in a run directory
-SOURCE_GRAPHS = {"fp32": "model.onnx", "fp16": "model.onnx", "int8": "model.int8.onnx",
-                 "int8+fp16": "model.int8.onnx"}
+#: the ONNX graph each engine precision is built from, in a run directory (INT8: the quantize
+#: stage's tensorrt-target graph)
+SOURCE_GRAPHS = {"fp32": "model.onnx", "fp16": "model.onnx",
+                 "int8": quantized_file("int8", "tensorrt"),
+                 "int8+fp16": quantized_file("int8", "tensorrt")}
 
 
 @dataclass

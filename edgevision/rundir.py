@@ -1,77 +1,188 @@
-"""The run directory: what ``compress`` writes, and its manifest ``run.json``."""
+"""The run directory: what ``compress`` writes, its manifest ``run.json`` and its lock.
+
+A process that writes to (or measures) a run directory holds its lock (``run.lock``, an OS
+file lock that dies with the process), so two runs never share one folder and a killed run
+never leaves a stale lock: a manifest that still says ``running`` while the lock is free
+belongs to a process that died, and is shown (and rewritten) as ``interrupted``.
+"""
 
 from __future__ import annotations
 
-import copy
 import json
+import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from fnmatch import fnmatch
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-import yaml
-
-from edgevision.errors import RunDirError
+from edgevision.errors import RunDirError, first_line
 from edgevision.io import write_json_atomic
+from edgevision.runlock import RunLock
 
 MANIFEST = "run.json"
 RUN_SCHEMA = "edgevision.run/1"
 RECIPE_FILE = "recipe.yaml"
+LOCK_FILE = "run.lock"
 
+#: what edgevision writes at the top of a run directory (besides the manifest's artifacts);
+#: ``--force`` deletes these and nothing else
+OWNED_FILES = (MANIFEST, LOCK_FILE, RECIPE_FILE, "calibration.json", "report.json",
+               "report.csv", "deploy.onnx", "pareto.png", "summary.md", "model.pt", "model.onnx",
+               "unpruned.pt", "unpruned.onnx", "pruned.pt", "pruned.onnx")
+OWNED_PATTERNS = ("model.*.onnx", "model.ranges-*.json", "model.*.engine", "model.*.engine.json",
+                  ".*.partial")
+OWNED_FOLDERS = ("train", "distill", "prune", "qat", "quantize", "search", "benchmark")
+STATUS_DEAD = "interrupted"
+#: the quantize stage's graphs (see ``quantized_file``)
+QUANTIZED_KINDS = ("int8", "int8-mixed", "int8-qat", "fp16")
+QUANTIZE_TARGETS = ("cpu", "tensorrt")
+
+
+def quantized_file(kind: str, target: str) -> str:
+    """The file name of a quantize stage graph: ``kind`` is one of ``QUANTIZED_KINDS``; INT8
+    graphs for TensorRT (symmetric signed Q/DQ) are named apart from the CPU target's
+    (``model.int8.trt.onnx`` beside ``model.int8.onnx``) so neither replaces the other."""
+    if kind not in QUANTIZED_KINDS:
+        raise ValueError(f"unknown quantized graph kind {kind!r}")
+    suffix = ".trt" if kind != "fp16" and target == "tensorrt" else ""
+    return f"model.{kind}{suffix}.onnx"
+
+
+def is_quantized_file(path: str) -> bool:
+    """Whether ``path`` (relative to a run or a search level) names a quantize stage graph."""
+    return Path(path).name in {quantized_file(kind, target) for kind in QUANTIZED_KINDS
+                               for target in QUANTIZE_TARGETS}
 
 
 @dataclass
 class RunDir:
-    """A run directory and its manifest (status, artifacts)."""
+    """A run directory and its manifest (status, artifacts); a context manager that releases
+    the directory's lock (when this object holds it) on exit."""
 
     path: Path
+    lock: RunLock | None = field(default=None, repr=False, compare=False)
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Release the lock (if held); the directory may then be used by another process."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     @classmethod
-    def prepare(cls, path: Path, *, force: bool = False, resume: bool = False,
-                recipe_yaml: str | None = None) -> RunDir:
-        """Create ``path`` for a new run; refuse one that holds files unless ``force`` (wipe it)
-        or ``resume`` (continue it, only with the same recipe apart from its benchmark
-        section)."""
+    def check_target(cls, path: Path, *, force: bool = False, resume: bool = False) -> None:
+        """Refuse at once, before any work, an ``--out`` that ``prepare`` would refuse: an
+        argument conflict, a folder that is not a run, a run without ``--force``/``--resume``,
+        one that is in use, foreign files that ``--force`` would have to delete, or a location
+        that cannot be written."""
         if force and resume:
             raise RunDirError("--force and --resume contradict each other: choose one")
         if path.exists() and not path.is_dir():
             raise RunDirError(f"--out {str(path)!r} exists and is not a directory")
-        if path.is_dir() and any(path.iterdir()):
-            if resume:
-                run = cls.open(path)
-                run.check_same_recipe(recipe_yaml)
-                return run
-            if not force:
-                what = "a run" if (path / MANIFEST).exists() else "files"
-                raise RunDirError(f"{path} already holds {what}; use --force to overwrite it or "
-                                  "--resume to continue it")
-            if not (path / MANIFEST).exists():
-                raise RunDirError(f"{path} holds files that are not an edgevision run; refusing "
-                                  "to delete them even with --force (choose another --out)")
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(path)
+        check_writable(path)
+        if not _holds_files(path):
+            return
+        if resume:
+            cls.open(path, lock=True, purpose="resume").release()
+            return
+        if not force:
+            what = "a run" if (path / MANIFEST).exists() else "files"
+            raise RunDirError(f"{path} already holds {what}; use --force to overwrite it or "
+                              "--resume to continue it")
+        if not (path / MANIFEST).exists():
+            raise RunDirError(f"{path} holds files that are not an edgevision run; refusing "
+                              "to delete them even with --force (choose another --out)")
+        with cls.open(path, lock=True, purpose="overwrite") as run:
+            run.check_only_owned()
 
     @classmethod
-    def open(cls, path: Path) -> RunDir:
-        """An existing run directory (must hold ``run.json``)."""
+    def prepare(cls, path: Path, *, force: bool = False, resume: bool = False) -> RunDir:
+        """Create and lock ``path`` for a new run; refuse one that holds files unless ``force``
+        (delete what edgevision wrote there; refuse when it holds other files too) or
+        ``resume`` (continue it; the pipeline decides whether its recipe may). The caller
+        releases the lock (``with`` or ``release``)."""
+        cls.check_target(path, force=force, resume=resume)
+        if _holds_files(path):
+            run = cls.open(path, lock=True, purpose="resume" if resume else "overwrite")
+            try:
+                if not resume:
+                    run.remove_owned()
+            except BaseException:
+                run.release()
+                raise
+            return run
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path, _acquire(path))
+
+    @classmethod
+    def open(cls, path: Path, *, lock: bool = False, purpose: str = "use") -> RunDir:
+        """An existing run directory (must hold ``run.json``); with ``lock``, locked for this
+        process (a one-line error when another holds it), and a dead run's ``running`` status
+        rewritten as ``interrupted``."""
         if not (path / MANIFEST).is_file():
             raise RunDirError(f"{path} is not an edgevision run directory (no {MANIFEST})")
-        return cls(path)
+        if not lock:
+            return cls(path)
+        run = cls(path, _acquire(path, purpose))
+        try:
+            run.mark_dead_run()
+        except BaseException:
+            run.release()
+            raise
+        return run
 
-    def check_same_recipe(self, recipe_yaml: str | None) -> None:
-        """Refuse to resume with a recipe that differs from the run's outside what only decides
-        what is measured (the benchmark section, the search's backends after its first)."""
-        stored = self.path / RECIPE_FILE
-        if recipe_yaml is None or not stored.is_file():
-            return
-        old = _without_measured_only(yaml.safe_load(stored.read_text(encoding="utf-8")))
-        new = _without_measured_only(yaml.safe_load(recipe_yaml))
-        changed = sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
-        if changed:
-            raise RunDirError(f"cannot resume {self.path}: the recipe's {', '.join(changed)} "
-                              "differ from the run's recipe.yaml (use --force to start over)")
+    def status(self) -> str:
+        """The manifest's status, ``interrupted`` for a ``running`` run whose process is gone
+        (its lock is free)."""
+        status = str(self.manifest().get("status", "unknown"))
+        if status == "running" and self.lock is None and not RunLock.held(self.path / LOCK_FILE):
+            return STATUS_DEAD
+        return status
+
+    def mark_dead_run(self) -> None:
+        """Record a ``running`` manifest as interrupted; call only while holding the lock (so
+        the process that wrote ``running`` is gone)."""
+        if self.manifest().get("status") == "running":
+            self.write_manifest(status=STATUS_DEAD, error="the process stopped without "
+                                "recording why (killed?)")
+
+    def foreign_files(self) -> list[str]:
+        """Top-level entries that edgevision did not write (not in the run layout nor the
+        manifest's artifacts), sorted."""
+        listed = {a["path"].split("/")[0] for a in self.manifest().get("artifacts", [])}
+        return sorted(entry.name for entry in self.path.iterdir()
+                      if entry.name not in listed and not _owned(entry))
+
+    def check_only_owned(self) -> None:
+        """Refuse (naming them) when the folder holds files edgevision did not write."""
+        foreign = self.foreign_files()
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" (and {len(foreign) - 5} more)"
+                                              if len(foreign) > 5 else "")
+            raise RunDirError(f"{self.path} holds files edgevision did not write ({shown}); "
+                              "--force deletes only a run's own files: move them, or choose "
+                              "another --out")
+
+    def remove_owned(self) -> None:
+        """Delete what edgevision wrote (never the lock this process holds, never anything
+        else: refuses when the folder holds other files)."""
+        self.check_only_owned()
+        for entry in self.path.iterdir():
+            if entry.name == LOCK_FILE:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
     def manifest(self) -> dict[str, Any]:
         """The stored manifest ({} before the first write)."""
@@ -95,13 +206,39 @@ class RunDir:
                 for a in self.manifest().get("artifacts", [])]
 
 
-def _without_measured_only(recipe: dict[str, Any]) -> dict[str, Any]:
-    """``recipe`` without what only decides what is measured: the benchmark section and the
-    search's backends after the first (the first, the target, also decides what the search
-    builds; adding a backend re-times every variant, so figures stay from one session)."""
-    trimmed = copy.deepcopy(recipe)
-    trimmed.pop("benchmark", None)
-    search = trimmed.get("search")
-    if isinstance(search, dict) and isinstance(search.get("backends"), list):
-        search["backends"] = search["backends"][:1]
-    return trimmed
+def check_writable(path: Path) -> None:
+    """Refuse a run location this process cannot create or write (read-only file system,
+    permissions), before any work is done."""
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        return
+    what = "" if existing == path else f" ({existing} cannot hold it)"
+    raise RunDirError(f"cannot write the run directory {path}{what}: read-only or no "
+                      "permission; choose another --out")
+
+
+def _holds_files(path: Path) -> bool:
+    return path.is_dir() and any(entry.name != LOCK_FILE for entry in path.iterdir())
+
+
+def _owned(entry: Path) -> bool:
+    name = entry.name
+    if entry.is_dir() and not entry.is_symlink():
+        return name in OWNED_FOLDERS
+    return name in OWNED_FILES or any(fnmatch(name, pattern) for pattern in OWNED_PATTERNS)
+
+
+def _acquire(path: Path, purpose: str = "use") -> RunLock:
+    try:
+        return RunLock.acquire(path / LOCK_FILE)
+    except BlockingIOError:
+        holder = RunLock.holder(path / LOCK_FILE)
+        raise RunDirError(f"{path} is in use by another edgevision process "
+                          f"({holder or 'pid unknown'}); wait for it to finish (or stop it) "
+                          f"before you {purpose} it") from None
+    except OSError as exc:
+        raise RunDirError(f"cannot lock {path}: {first_line(exc)}") from None

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
+import sys
 import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -13,9 +18,9 @@ from typer.testing import CliRunner
 
 from edgevision.cli import app
 from edgevision.data import Dataset
-from edgevision.errors import DataError, EdgevisionError, RunDirError
-from edgevision.recipe import DataSpec, load_recipe
-from edgevision.rundir import MANIFEST, RECIPE_FILE, RunDir
+from edgevision.errors import DataError, EdgevisionError, QuantizeError, RunDirError
+from edgevision.recipe import DataSpec, Recipe, load_recipe
+from edgevision.rundir import LOCK_FILE, MANIFEST, RECIPE_FILE, RunDir
 
 runner = CliRunner()
 
@@ -120,14 +125,24 @@ def test_pytorch_backend_resolves_auto_device(tiny_run_dir: Path) -> None:
 
 
 def test_resume_rules(tiny_run_dir: Path, tmp_path: Path) -> None:
+    """--resume continues after the last completed step, or from the first step whose recipe
+    section changed; a change to what the model depends on is refused."""
+    from edgevision.pipeline.resume import resume_step
+
     stored = (tiny_run_dir / RECIPE_FILE).read_text()
     with pytest.raises(RunDirError, match="contradict"):
         RunDir.prepare(tiny_run_dir, force=True, resume=True)
-    changed = stored.replace("seed: 0", "seed: 1")
+    run = RunDir.open(tiny_run_dir)
+
+    def step_for(text: str) -> str:
+        path = tmp_path / "recipe.yaml"
+        path.write_text(text)
+        return resume_step(run, load_recipe(path))
+
     with pytest.raises(RunDirError, match="recipe's seed differ"):
-        RunDir.prepare(tiny_run_dir, resume=True, recipe_yaml=changed)
-    bench_only = stored.replace("warmup: 0", "warmup: 3")
-    assert RunDir.prepare(tiny_run_dir, resume=True, recipe_yaml=bench_only).path == tiny_run_dir
+        step_for(stored.replace("seed: 0", "seed: 1"))
+    assert step_for(stored.replace("warmup: 0", "warmup: 3")) == "benchmark"
+    assert step_for(stored.replace("stages: []", "stages: [{kind: quantize}]")) == "artifacts"
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("x")
@@ -169,3 +184,221 @@ def test_untrainable_precision_fails_before_any_work(tiny_recipe, tmp_path: Path
     result = runner.invoke(app, ["compress", str(tiny_recipe(search=search)), "--out", str(out)])
     assert result.exit_code == 2 and "fp16 needs a CUDA GPU" in result.output, result.output
     assert not out.exists()
+
+
+# --- run directories: one writer, --force, inputs checked before the work, resume (issue 15) ---
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from edgevision.rundir import RunDir
+run = RunDir.open(Path(sys.argv[1]), lock=True)
+run.write_manifest(status="running")
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+@contextmanager
+def lock_held_by_another_process(run_dir: Path) -> Iterator[subprocess.Popen[str]]:
+    """A real second process holding ``run_dir``'s lock with a ``running`` manifest; SIGKILLed
+    on exit (so it never records why it stopped)."""
+    child = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run_dir)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "locked"
+        yield child
+    finally:
+        child.kill()
+        child.wait()
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    """Every file's bytes (but the manifest and the lock, which record who ran)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name not in (MANIFEST, LOCK_FILE)}
+
+
+def copy_of(run_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
+def test_a_run_directory_in_use_refuses_every_other_writer(tiny_run_dir: Path, tmp_path: Path,
+                                                           tiny_recipe) -> None:
+    run_dir = copy_of(tiny_run_dir, tmp_path)
+    before = files_of(run_dir)
+    with lock_held_by_another_process(run_dir) as holder:
+        for args in (["compress", str(tiny_recipe()), "--out", str(run_dir), "--force"],
+                     ["compress", str(run_dir / RECIPE_FILE), "--out", str(run_dir),
+                      "--resume"],
+                     ["train", str(tiny_recipe(train={"epochs": 1})), "--out", str(run_dir),
+                      "--force"],
+                     ["quantize", str(run_dir)]):
+            result = runner.invoke(app, args)
+            assert result.exit_code == 2, (args, result.output)
+            assert f"in use by another edgevision process (pid {holder.pid}" in result.output
+        assert RunDir.open(run_dir).status() == "running"
+    # SIGKILLed: the kernel freed the lock, so the run reads (and is recorded) as interrupted
+    assert RunDir.open(run_dir).status() == "interrupted"
+    assert json.loads((run_dir / MANIFEST).read_text())["status"] == "running"
+    RunDir.open(run_dir, lock=True).release()
+    assert json.loads((run_dir / MANIFEST).read_text())["status"] == "interrupted"
+    assert files_of(run_dir) == before
+
+
+def test_force_deletes_only_what_edgevision_wrote(tiny_run_dir: Path, tmp_path: Path) -> None:
+    run_dir = copy_of(tiny_run_dir, tmp_path)
+    (run_dir / "notes.txt").write_text("my notes")
+    before = files_of(run_dir)
+    result = runner.invoke(app, ["compress", str(run_dir / RECIPE_FILE), "--out", str(run_dir),
+                                 "--force"])
+    assert result.exit_code == 2, result.output
+    assert "files edgevision did not write (notes.txt)" in result.output
+    assert files_of(run_dir) == before
+    (run_dir / "notes.txt").unlink()
+    with RunDir.prepare(run_dir, force=True):
+        assert [p.name for p in run_dir.iterdir()] == [LOCK_FILE]
+
+
+def test_unreadable_checkpoint_fails_before_the_run_directory(tiny_recipe,
+                                                              tmp_path: Path) -> None:
+    for name, content in (("notes.pt", b"hello world\n"), ("lines.pt", b"a\nb\nc\n")):
+        checkpoint = tmp_path / name
+        checkpoint.write_bytes(content)
+        out = tmp_path / f"run-{name}"
+        recipe = tiny_recipe(model={"checkpoint": str(checkpoint)})
+        result = runner.invoke(app, ["compress", str(recipe), "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        assert "not a readable PyTorch checkpoint" in result.output
+        assert "Traceback" not in result.output and not out.exists()
+
+
+def test_unwritable_out_fails_before_any_work(tiny_recipe, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = runner.invoke(app, ["compress", str(tiny_recipe()), "--out",
+                                 str(blocker / "run")])
+    assert result.exit_code == 2, result.output
+    assert "cannot write the run directory" in result.output
+    assert "model" not in result.output  # refused before the model was built
+
+
+def small_cifar_folder(cifar_root: Path, folder: Path, per_class: int = 3) -> Path:
+    """An ImageFolder with ``per_class`` real CIFAR-10 JPEGs per class in train/ and test/."""
+    for split in ("train", "test"):
+        for class_dir in sorted((cifar_root / split).iterdir()):
+            target = folder / split / class_dir.name
+            target.mkdir(parents=True)
+            for image in sorted(class_dir.iterdir())[:per_class]:
+                shutil.copy(image, target / image.name)
+    return folder
+
+
+def first_image(folder: Path) -> Path:
+    return sorted(sorted(p for p in folder.iterdir() if p.is_dir())[0].iterdir())[0]
+
+
+def test_bad_images_fail_before_the_run_directory(tiny_recipe, cifar_root: Path,
+                                                  tmp_path: Path) -> None:
+    data = small_cifar_folder(cifar_root, tmp_path / "data")
+    data_section = {"root": str(data), "val_size": 2, "train_limit": None, "eval_limit": None,
+                    "calibration_size": 4, "batch_size": 8}
+    corrupt = first_image(data / "test")
+    good = corrupt.read_bytes()
+    corrupt.write_bytes(good[: len(good) // 3])  # a truncated JPEG in the evaluation split
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["compress", str(tiny_recipe(data=data_section)), "--out",
+                                 str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"cannot read image {corrupt}" in result.output.replace("\n", "")
+    assert not out.exists()
+    corrupt.write_bytes(good)
+    odd = first_image(data / "train")
+    Image.open(odd).resize((40, 30)).save(odd)  # an odd-sized training image
+    recipe = tiny_recipe(data=data_section, train={"epochs": 1})
+    result = runner.invoke(app, ["compress", str(recipe), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "training images have different sizes" in result.output
+    assert "epoch" not in result.output and not out.exists()
+
+
+def test_bad_calibration_source_fails_before_the_run_directory(tiny_recipe,
+                                                               tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    missing = {"kind": "quantize", "calibration": {"images": str(tmp_path / "nothing-here")}}
+    result = runner.invoke(app, ["compress", str(tiny_recipe(stages=[missing])), "--out",
+                                 str(out)])
+    assert result.exit_code == 2, result.output
+    assert "no such list file or folder" in result.output and not out.exists()
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    (folder / "broken.png").write_bytes(b"not a png")
+    broken = {"kind": "quantize", "calibration": {"images": str(folder)}}
+    result = runner.invoke(app, ["compress", str(tiny_recipe(stages=[broken])), "--out",
+                                 str(out)])
+    assert result.exit_code == 2, result.output
+    assert "broken.png" in result.output and not out.exists()
+
+
+def test_a_failed_stage_keeps_the_model_and_resume_goes_on_from_it(
+        tiny_recipe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgevision.quantization.run as quantization
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise QuantizeError("the quantizer failed [on purpose]")
+
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(quantization, "quantize_model", broken)
+        result = runner.invoke(app, ["compress", str(tiny_recipe(stages=[{"kind": "quantize"}])),
+                                     "--out", str(out)])
+    assert result.exit_code == 2 and "on purpose" in result.output, result.output
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["status"] == "failed" and manifest["completed"] == ["model"]
+    assert [a["path"] for a in manifest["artifacts"]] == ["model.pt", "model.onnx"]
+    model = (out / "model.pt").read_bytes()
+    # the quantize section corrected: the run goes on from its quantize step
+    corrected = tiny_recipe(stages=[{"kind": "quantize", "precisions": ["fp16"]}])
+    result = runner.invoke(app, ["compress", str(corrected), "--out", str(out), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "at its artifacts step" in result.output and "exporting" not in result.output
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["status"] == "complete" and manifest["completed"][-1] == "benchmark"
+    assert [a["path"] for a in manifest["artifacts"]] == ["model.pt", "model.onnx",
+                                                          "model.fp16.onnx"]
+    assert (out / "model.pt").read_bytes() == model
+    measured = {Path(row["artifact"]).name for row in
+                json.loads((out / "report.json").read_text())["rows"]}
+    assert measured == {"model.pt", "model.onnx", "model.fp16.onnx"}
+
+
+def test_targets_get_their_own_graphs_and_measured_ones_are_not_replaced(
+        tiny_run_dir: Path, tmp_path: Path) -> None:
+    import edgevision
+    from edgevision.pipeline import quantize_run
+
+    run_dir = copy_of(tiny_run_dir, tmp_path)
+    stored = run_dir / RECIPE_FILE
+
+    def recipe(target: str) -> Recipe:
+        return load_recipe(stored, [f"stages=[{{kind: quantize, target: {target}}}]"])
+
+    assert [a["path"] for a in quantize_run(run_dir, recipe("cpu"))] == ["model.int8.onnx"]
+    edgevision.benchmark(run_dir, backends=["onnxruntime"], batch_sizes=[1], iterations=1,
+                         warmup=0, limit=10)
+    cpu_graph = (run_dir / "model.int8.onnx").read_bytes()
+    added = quantize_run(run_dir, recipe("tensorrt"))
+    assert [a["path"] for a in added] == ["model.int8.trt.onnx"]
+    assert (run_dir / "model.int8.onnx").read_bytes() == cpu_graph
+    paths = [a["path"] for a in json.loads((run_dir / MANIFEST).read_text())["artifacts"]]
+    assert {"model.int8.onnx", "model.int8.trt.onnx"} <= set(paths)
+    # benchmark/report.json measured the cpu graph: replacing it needs --replace
+    with pytest.raises(EdgevisionError, match=r"model.int8.onnx .* were measured in "
+                                              r"benchmark/report.json"):
+        quantize_run(run_dir, recipe("cpu"))
+    assert (run_dir / "model.int8.onnx").read_bytes() == cpu_graph
+    quantize_run(run_dir, recipe("cpu"), replace=True)
+    assert not (run_dir / "benchmark" / "report.json").exists()
+    assert (run_dir / "model.int8.trt.onnx").is_file()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,22 @@ def write_report(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
     json_path = write_json_atomic(folder / REPORT_JSON, report)
     csv_path = write_text_atomic(folder / REPORT_CSV, report_csv(report))
     return json_path, csv_path
+
+
+def reports_measuring(run_path: Path, names: list[str]) -> list[Path]:
+    """The reports of a run (its ``report.json`` and ``benchmark/report.json``) with a row
+    measuring one of ``names``, files at the top of the run directory."""
+    found = []
+    for report in (run_path / REPORT_JSON, run_path / "benchmark" / REPORT_JSON):
+        try:
+            rows = json.loads(report.read_text(encoding="utf-8")).get("rows", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        measured = {Path(str(row.get("artifact"))) for row in rows if isinstance(row, dict)}
+        if any(path.name in names and path.parent.name == run_path.resolve().name
+               for path in measured):
+            found.append(report)
+    return found
 
 
 def report_csv(report: dict[str, Any]) -> str:

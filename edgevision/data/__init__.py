@@ -62,8 +62,7 @@ class EvalSet:
 
     def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(images float32 NCHW, labels int64)`` in order."""
-        if self._cache is None and self._fits_in_memory():
-            self._cache = self._load(self.indices)
+        self.preload()
         for start in range(0, len(self.indices), batch_size):
             if self._cache is not None:
                 images, labels = self._cache
@@ -75,6 +74,26 @@ class EvalSet:
         """The first ``count`` preprocessed images (repeated when the set is smaller)."""
         picked = [self.indices[i % len(self.indices)] for i in range(count)]
         return self._load(picked)[0]
+
+    def preload(self) -> bool:
+        """Decode the whole set now and keep it, when it fits in memory (``True`` then): a
+        corrupt or odd-sized image is reported before any work that would need it."""
+        if self._cache is None and self._fits_in_memory():
+            self._cache = self._load(self.indices)
+        return self._cache is not None
+
+    def sample(self, count: int) -> list[int]:
+        """A seeded sample of up to ``count`` of this set's image indices."""
+        return [self.indices[i] for i in subset(len(self.indices), count, 0)]
+
+    def check_decodable(self, indices: list[int], batch_size: int = 64) -> None:
+        """Decode ``indices`` (in batches, keeping nothing): a ``DataError`` names the first
+        image that cannot be read or differs in size."""
+        shapes: set[tuple[int, ...]] = set()
+        for start in range(0, len(indices), batch_size):
+            shapes.add(self._load(indices[start:start + batch_size])[0].shape[1:])
+            if len(shapes) > 1:
+                raise different_sizes(self.name, {(0, *shape) for shape in shapes})
 
     def _fits_in_memory(self) -> bool:
         per_image = int(np.prod(self.sample_shape())) * 4
@@ -99,6 +118,7 @@ class Dataset:
     seed: int
     #: the training images decoded once (uint8 NCHW, labels), set by the training loader
     decoded_train: Any = field(default=None, init=False, repr=False, compare=False)
+    _eval: EvalSet | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_spec(cls, spec: DataSpec, seed: int = 0) -> Dataset:
@@ -134,9 +154,13 @@ class Dataset:
         return list(self.eval_source.classes)
 
     def eval_set(self) -> EvalSet:
-        """The evaluation split (or its seeded ``eval_limit`` subset)."""
-        indices = subset(len(self.eval_source), self.spec.eval_limit, self.seed)
-        return EvalSet(self.eval_source, indices, self.preprocess, name=self.spec.eval_split)
+        """The evaluation split (or its seeded ``eval_limit`` subset); one object per dataset,
+        so its images are decoded once."""
+        if self._eval is None:
+            indices = subset(len(self.eval_source), self.spec.eval_limit, self.seed)
+            self._eval = EvalSet(self.eval_source, indices, self.preprocess,
+                                 name=self.spec.eval_split)
+        return self._eval
 
     def val_set(self) -> EvalSet:
         """The validation hold-out of the training split."""

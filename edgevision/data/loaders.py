@@ -63,10 +63,7 @@ def train_loader(dataset: Dataset, seed: int) -> TrainLoader:
     spec = dataset.spec
     size = spec.image_size or _native_size(dataset)
     generator = torch.Generator().manual_seed(seed)
-    if _decodes_once(dataset, size):
-        if dataset.decoded_train is None:
-            dataset.decoded_train = decode_split(dataset.train_source, dataset.splits.train,
-                                                 dataset.preprocess, spec.workers)
+    if predecode_training(dataset):
         images, labels = dataset.decoded_train
         pad = size // 8 if spec.augment == "cifar" else 0
         return MemoryTrainLoader(images, labels, spec.batch_size, mean=tuple(spec.mean),
@@ -77,6 +74,17 @@ def train_loader(dataset: Dataset, seed: int) -> TrainLoader:
     return DataLoader(split, batch_size=spec.batch_size, shuffle=True, drop_last=False,
                       num_workers=spec.workers, generator=generator,
                       persistent_workers=spec.workers > 0)
+
+
+def predecode_training(dataset: Dataset) -> bool:
+    """Decode the training images into memory now (once per dataset) when ``train_loader``
+    serves them from memory; ``False`` when it decodes them every epoch instead."""
+    if not _decodes_once(dataset, dataset.spec.image_size or _native_size(dataset)):
+        return False
+    if dataset.decoded_train is None:
+        dataset.decoded_train = decode_split(dataset.train_source, dataset.splits.train,
+                                             dataset.preprocess, dataset.spec.workers)
+    return True
 
 
 def _decodes_once(dataset: Dataset, size: int) -> bool:

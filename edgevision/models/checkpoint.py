@@ -35,9 +35,10 @@ def read_checkpoint(path: Path, trust: bool = False) -> Any:
                 f"model.trust_checkpoint: true to unpickle it fully (only for files you trust)"
             ) from None
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # torch's loader fails on foreign bytes in many ways
+        # (KeyError, IndexError, RuntimeError, EOFError, ...): any of them means the same
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
-                              f"({first_line(exc)})") from None
+                              f"({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def unwrap_state_dict(obj: Any) -> dict[str, torch.Tensor]:

@@ -9,14 +9,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from rich.markup import escape
 
 from edgevision.data import Dataset
-from edgevision.errors import DataError, EdgevisionError, first_line
+from edgevision.errors import EdgevisionError
 from edgevision.io import write_json_atomic, write_text_atomic
+from edgevision.pipeline.preflight import Inputs, load_inputs
+from edgevision.pipeline.resume import STEPS, Step, resume_step
 from edgevision.progress import console, log
 from edgevision.recipe import Recipe, recipe_to_yaml
-from edgevision.rundir import RECIPE_FILE, RunDir
+from edgevision.rundir import MANIFEST, RECIPE_FILE, RunDir, is_quantized_file
 from edgevision.stages import check_implemented, get_stage
 from edgevision.stages.state import (
     CALIBRATION_FILE,
+    MODEL_FILE,
     ONNX_FILE,
     PipelineState,
     export_models,
@@ -24,7 +27,6 @@ from edgevision.stages.state import (
 )
 
 if TYPE_CHECKING:
-    from edgevision.models.build import BuiltModel
     from edgevision.recipe.search import SearchSpec
 
 
@@ -55,117 +57,169 @@ def _run(recipe: Recipe, out: Path | None, *, force: bool, resume: bool,
     from edgevision.training.loop import check_trainable
 
     # a device or precision this machine cannot train with fails before any work or file
-    check_trainable([recipe.train] if until == "train" else recipe.train_specs())
+    trains = [recipe.train] if until == "train" else recipe.train_specs()
+    check_trainable(trains)
     check_implemented(recipe.stages)  # so is a stage this version has no handler for
-    dataset, built = _load_inputs(recipe)  # bad data or model fails before any file is touched
-    run = RunDir.prepare(out or Path("runs") / recipe.name, force=force, resume=resume,
-                         recipe_yaml=recipe_to_yaml(recipe))
-    run.write_manifest(recipe=recipe.name, status="running", step="start", artifacts=[])
-    try:
-        state = _start(recipe, run, dataset, built, resume)
+    path = out or Path("runs") / recipe.name
+    RunDir.check_target(path, force=force, resume=resume)  # in use, foreign files, read-only
+    resuming = resume and (path / MANIFEST).is_file()  # --resume on a new folder starts it
+    first = _resume_point(RunDir.open(path), recipe, until) if resuming else "model"
+    # bad data, model, teacher or calibration images fail before any file is touched
+    inputs = load_inputs(recipe, training=first == "model" and any(s.epochs for s in trains))
+    with RunDir.prepare(path, force=force, resume=resume) as run:
+        step = _resume_point(run, recipe, until) if resuming else "model"
+        run.write_manifest(recipe=recipe.name, status="running", step=step, error=None,
+                           **({} if resuming else {"completed": [], "artifacts": [], "info": {}}))
+        state: PipelineState | None = None
+        try:
+            state = _start(recipe, run, inputs, resuming, step)
+            return _steps(state, step, until)
+        except KeyboardInterrupt:
+            _record_stop(run, state, status="interrupted")
+            raise
+        except Exception as exc:
+            _record_stop(run, state, status="failed", error=str(exc) or type(exc).__name__)
+            raise
+
+
+def _steps(state: PipelineState, first: Step, until: Literal["train", "benchmark"]
+           ) -> RunResult:
+    """Run the steps from ``first`` on, recording each completed one in the manifest."""
+    run, recipe = state.run, state.recipe
+    if first == "model":
         _train(state)
         if until == "train":
             save_models(state)
-            run.write_manifest(status="complete", step="train", artifacts=state.artifacts,
-                               info=state.info)
+            _complete(state, "model", "done", status="complete")
             return RunResult(run.path)
         if recipe.search is not None:
             report = _search(state, recipe.search)
-            run.write_manifest(status="complete", step="done", artifacts=state.artifacts,
-                               info=state.info)
+            _complete(state, "model", "done", status="complete")
             return RunResult(run.path, report)
         _run_model_stages(state)
         save_models(state)
         export_models(state)
+        _complete(state, "model", "artifacts")
+    if first in ("model", "artifacts"):
         _run_stages(state, "artifact")
+        _complete(state, "artifacts", "engines")
+    if first != "benchmark":
         _build_engines(state)
-        run.write_manifest(step="benchmark", artifacts=state.artifacts, info=state.info)
-        report = _benchmark(state)
-        run.write_manifest(status="complete", step="done")
-        return RunResult(run.path, report)
-    except KeyboardInterrupt:
-        run.write_manifest(status="interrupted")
-        raise
-    except Exception as exc:
-        run.write_manifest(status="failed", error=str(exc) or type(exc).__name__)
-        raise
+        _complete(state, "engines", "benchmark")
+    report = _benchmark(state)
+    _complete(state, "benchmark", "done", status="complete")
+    return RunResult(run.path, report)
 
 
-def quantize_run(run_dir: Path, recipe: Recipe | None = None) -> list[dict[str, str]]:
+def _resume_point(run: RunDir, recipe: Recipe, until: Literal["train", "benchmark"]) -> Step:
+    """The step a resumed run starts at (refusing a recipe whose model part changed); ``train``
+    always resumes its training."""
+    step = resume_step(run, recipe)
+    return "model" if until == "train" else step
+
+
+def _complete(state: PipelineState, finished: Step, following: str, **fields: str) -> None:
+    """Record ``finished`` as completed (``following`` is the step now running), with the
+    artifacts and info so far."""
+    done = [s for s in STEPS
+            if s in state.run.manifest().get("completed", []) or s == finished]
+    state.run.write_manifest(completed=done, step=following, artifacts=state.artifacts,
+                             info=state.info, **fields)
+
+
+def _record_stop(run: RunDir, state: PipelineState | None, **fields: str) -> None:
+    """A failed or interrupted run keeps what finished: the artifacts that exist."""
+    if state is not None:
+        kept = [a for a in state.artifacts if (run.path / a["path"]).exists()]
+        run.write_manifest(artifacts=kept, info=state.info, **fields)
+    else:
+        run.write_manifest(**fields)
+
+
+def quantize_run(run_dir: Path, recipe: Recipe | None = None, *,
+                 replace: bool = False) -> list[dict[str, str]]:
     """Run a recipe's ``quantize`` stage on an existing run's final ``model.onnx`` and add the
     results to the run's artifacts (``edgevision benchmark RUN_DIR`` then measures them).
 
     ``recipe`` defaults to the run's own ``recipe.yaml``; its data section gives the
-    calibration and check images. Returns the artifacts added.
+    calibration and check images. A graph that a report of the run measured is replaced only
+    with ``replace`` (those reports are then removed). Returns the artifacts added.
     """
+    from edgevision.quantization.config import QuantizeConfig
     from edgevision.recipe import load_recipe
-    from edgevision.stages.quantize import DERIVED_FILES
+    from edgevision.stages.quantize import written_files
 
-    run = RunDir.open(run_dir)
-    manifest = run.manifest()
-    if manifest.get("status") != "complete":
-        raise EdgevisionError(f"{run_dir}: the run is not complete (see run.json); finish it "
-                              "first (compress --resume)")
-    recipe = recipe or load_recipe(run.path / RECIPE_FILE)
-    if not any(get_stage(c.kind).phase == "artifact" for c in recipe.stages):
-        raise EdgevisionError(f"recipe {recipe.name!r} has no quantize stage")
-    info = dict(manifest.get("info", {}))
-    state = PipelineState(recipe, run, Dataset.from_spec(recipe.data, recipe.seed),
-                          model=None,  # type: ignore[arg-type]  # artifact stages need no model
-                          variant=info.get("model", {}).get("variant", "fp32"), info=info)
-    log(f"quantizing {run.path / ONNX_FILE}")
-    _run_stages(state, "artifact")
-
-    # the stage removed every graph of an earlier quantization; so does the manifest
-    kept = [a for a in manifest.get("artifacts", []) if a["path"] not in DERIVED_FILES]
-    run.write_manifest(artifacts=[*kept, *state.artifacts], info=state.info)
-    return state.artifacts
-
-
-def _load_inputs(recipe: Recipe) -> tuple[Dataset, BuiltModel]:
-    """Open the data and build the model, checking that they fit each other."""
-    import torch
-
-    from edgevision.models.build import build_model
-
-    torch.manual_seed(recipe.seed)
-    dataset = Dataset.from_spec(recipe.data, recipe.seed)
-    built = build_model(recipe.model)
-    for note in built.notes:
-        log(f"[yellow]{escape(note)}[/yellow]")
-    log(escape(f"model {built.name} ({built.source}); data {recipe.data.root} "
-               f"({len(dataset.train_source)} train / {len(dataset.eval_source)} "
-               f"{recipe.data.eval_split} images)"))
-    if recipe.data.eval_split == recipe.data.train_split:
-        log("[yellow]data.eval_split is the training split: accuracy is measured on training "
-            "images[/yellow]")
-    _check_classes(built, dataset)
-    return dataset, built
+    with RunDir.open(run_dir, lock=True, purpose="quantize") as run:
+        manifest = run.manifest()
+        if manifest.get("status") != "complete":
+            raise EdgevisionError(f"{run_dir}: the run is not complete (see run.json); finish "
+                                  "it first (compress --resume)")
+        recipe = recipe or load_recipe(run.path / RECIPE_FILE)
+        configs = [c for c in recipe.stages if isinstance(c, QuantizeConfig)]
+        if not configs:
+            raise EdgevisionError(f"recipe {recipe.name!r} has no quantize stage")
+        written = sorted({name for config in configs for name in written_files(config)})
+        _clear_stale_reports(run, [n for n in written if (run.path / n).exists()], replace)
+        info = dict(manifest.get("info", {}))
+        state = PipelineState(recipe, run, Dataset.from_spec(recipe.data, recipe.seed),
+                              model=None,  # type: ignore[arg-type]  # loaded when QAT needs it
+                              variant=info.get("model", {}).get("variant", "fp32"), info=info,
+                              artifacts=list(manifest.get("artifacts", [])))
+        log(f"quantizing {run.path / ONNX_FILE}")
+        _run_stages(state, "artifact")
+        run.write_manifest(artifacts=state.artifacts, info=state.info)
+        return [a for a in state.artifacts if a["path"] in written]
 
 
-def _start(recipe: Recipe, run: RunDir, dataset: Dataset, built: BuiltModel,
-           resume: bool) -> PipelineState:
+def _clear_stale_reports(run: RunDir, replaced: list[str], allowed: bool) -> None:
+    """Refuse to replace files a report of the run measured, unless ``allowed``: then those
+    reports are removed (their figures would describe files that no longer exist)."""
+    from edgevision.benchmarking.report import reports_measuring
+
+    stale = reports_measuring(run.path, replaced)
+    if not stale:
+        return
+    names = ", ".join(str(p.relative_to(run.path)) for p in stale)
+    if not allowed:
+        raise EdgevisionError(f"{', '.join(replaced)} in {run.path} were measured in {names}; "
+                              "quantizing again replaces them: pass --replace (those reports "
+                              "are removed) or copy the run directory first")
+    for report in stale:
+        report.unlink()
+        report.with_suffix(".csv").unlink(missing_ok=True)
+    log(f"[yellow]removed {names}: it measured the files replaced now[/yellow]")
+
+
+def _start(recipe: Recipe, run: RunDir, inputs: Inputs, resume: bool, step: Step
+           ) -> PipelineState:
+    """The state a run starts from: fresh, or (resuming after its model step) the run's own
+    model file, artifacts and records, without the later steps' results. A resumed run's
+    reports that measured files made again are removed (a new one is written at the end)."""
     write_text_atomic(run.path / RECIPE_FILE, recipe_to_yaml(recipe))
-    write_json_atomic(run.path / CALIBRATION_FILE, dataset.calibration_manifest())
-    return PipelineState(recipe, run, dataset, built, resume)
+    write_json_atomic(run.path / CALIBRATION_FILE, inputs.dataset.calibration_manifest())
+    manifest = run.manifest()
+    kept = [a for a in manifest.get("artifacts", []) if _made_before(a, step)]
+    if resume:
+        _clear_stale_reports(run, [a["path"] for a in manifest.get("artifacts", [])
+                                   if a not in kept], allowed=True)
+    if step == "model":
+        return PipelineState(recipe, run, inputs.dataset, inputs.built, resume)
+    from edgevision.models.build import load_model_file
+
+    log(f"resuming {run.path} at its {step} step (the steps before it are complete)")
+    info = dict(manifest.get("info", {}))
+    state = PipelineState(recipe, run, inputs.dataset, load_model_file(run.path / MODEL_FILE)[0],
+                          resume, variant=info.get("model", {}).get("variant", "fp32"),
+                          info=info)
+    state.artifacts = [a for a in kept if (run.path / a["path"]).exists()]
+    return state
 
 
-def _check_classes(built: BuiltModel, dataset: Dataset) -> None:
-    import torch
-
-    shape = dataset.eval_set().sample_shape()
-    built.module.eval()
-    try:
-        with torch.inference_mode():
-            outputs = built.module(torch.zeros(1, *shape)).shape[-1]
-    except RuntimeError as exc:
-        raise DataError(f"model {built.name} cannot run on the data's input shape "
-                        f"{tuple(shape)} (check data.image_size and data.channels): "
-                        f"{first_line(exc)}") from None
-    if outputs != len(dataset.classes):
-        raise DataError(f"model {built.name} outputs {outputs} classes but the data has "
-                        f"{len(dataset.classes)} ({', '.join(dataset.classes[:5])}, ...); set "
-                        "model.num_classes")
+def _made_before(artifact: dict[str, str], step: Step) -> bool:
+    """Whether ``artifact`` comes from a step before ``step`` (the others are made again)."""
+    made_by: Step = ("engines" if artifact["path"].endswith((".engine", ".plan"))
+                     else "artifacts" if is_quantized_file(artifact["path"]) else "model")
+    return STEPS.index(made_by) < STEPS.index(step)
 
 
 def _train(state: PipelineState) -> None:

@@ -35,6 +35,7 @@ from edgevision.quantization.ptq import (
 )
 from edgevision.quantization.sensitivity import fit_budget, layer_sensitivity
 from edgevision.quantization.targets import TARGETS
+from edgevision.rundir import quantized_file
 
 
 @dataclass
@@ -105,7 +106,7 @@ def _sensitivity_and_budget(result: Int8Result, graph: onnx.ModelProto, quantize
             result.info["budget"] = {"budget": budget, "fp32_nodes": [], "met": True,
                                      **full.to_dict()}
         return
-    mixed = result.path.with_name(result.path.name.replace(".onnx", "-mixed.onnx"))
+    mixed = result.path.with_name(quantized_file("int8-mixed", config.target))
     fit = fit_budget(ranking, full, quantize, check, mixed, budget, config.max_fp32_layers)
     labels = {node.name: layer_label(node) for node in compute_nodes(graph)}
     result.info["budget"] = {**fit.to_dict(),

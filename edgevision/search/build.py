@@ -14,16 +14,21 @@ from edgevision.errors import EdgevisionError
 from edgevision.io import write_json_atomic
 from edgevision.progress import log
 from edgevision.recipe.search import SearchSpec
-from edgevision.rundir import RunDir
+from edgevision.rundir import RunDir, quantized_file
 from edgevision.stages import get_stage
 
 if TYPE_CHECKING:
     from edgevision.stages.state import PipelineState
 
 LEVEL_FILE = "level.json"
-#: the quantize stage's file for each search precision
-PRECISION_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx",
-                   "int8-mixed": "model.int8-mixed.onnx", "qat": "model.int8-qat.onnx"}
+#: the quantize stage's graph kind for each search precision (fp32: the exported model.onnx)
+PRECISION_KINDS = {"fp16": "fp16", "int8": "int8", "int8-mixed": "int8-mixed", "qat": "int8-qat"}
+
+
+def precision_file(precision: str, target: str) -> str:
+    """The file a level holds for a search precision, for the quantize target."""
+    return "model.onnx" if precision == "fp32" else quantized_file(PRECISION_KINDS[precision],
+                                                                   target)
 
 
 @dataclass
@@ -90,6 +95,7 @@ def _build_level(state: PipelineState, spec: SearchSpec, level: float,
             get_stage("distill").handler(distill, sub)
     save_models(sub)
     export_models(sub)
+    target = str(spec.quantize.get("target", "cpu"))
     derived: list[str] = [p for p in ("int8", "fp16") if p in spec.precisions
                or (p == "int8" and {"int8-mixed", "qat"} & set(spec.precisions))]
     if derived:
@@ -99,7 +105,7 @@ def _build_level(state: PipelineState, spec: SearchSpec, level: float,
     run_root = state.run.path
     candidates = []
     for precision in spec.precisions:
-        path = folder / PRECISION_FILES[precision]
+        path = folder / precision_file(precision, target)
         if path.is_file():
             candidates.append(Candidate(f"{level_name(level)}/{precision}", level, precision,
                                         path.relative_to(run_root).as_posix(), macs))
@@ -141,7 +147,7 @@ def _fp32_top1(state: PipelineState, spec: SearchSpec, level: float) -> float:
     from edgevision.search.measure import MEASUREMENTS_FILE, candidate_accuracy
 
     run_root = state.run.path
-    model = _level_folder(run_root, level) / PRECISION_FILES["fp32"]
+    model = _level_folder(run_root, level) / precision_file("fp32", "cpu")
     candidate = Candidate(f"{level_name(level)}/fp32", level, "fp32",
                           model.relative_to(run_root).as_posix())
     measured = candidate_accuracy(candidate, spec, state.eval_set, run_root,

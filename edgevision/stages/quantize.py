@@ -10,6 +10,7 @@ from rich.table import Table
 
 from edgevision.progress import console, log
 from edgevision.quantization.config import QuantizeConfig
+from edgevision.rundir import quantized_file
 from edgevision.stages.registry import register_stage
 
 if TYPE_CHECKING:
@@ -17,9 +18,14 @@ if TYPE_CHECKING:
 
 #: rows of the sensitivity table printed on the console (report.json holds them all)
 SHOWN_LAYERS = 10
-#: every file this stage may write next to model.onnx (removed before it runs again)
-DERIVED_FILES = ("model.int8.onnx", "model.int8-mixed.onnx", "model.int8-qat.onnx",
-                 "model.fp16.onnx")
+
+
+def written_files(config: QuantizeConfig) -> list[str]:
+    """The files this config writes next to model.onnx (its target's INT8 graphs, including
+    the optional mixed and QAT ones, and the FP16 graph), replaced when it runs again."""
+    kinds = [*(("int8", "int8-mixed", "int8-qat") if "int8" in config.precisions else ()),
+             *(("fp16",) if "fp16" in config.precisions else ())]
+    return [quantized_file(kind, config.target) for kind in kinds]
 
 
 @register_stage("quantize", phase="artifact")
@@ -30,8 +36,10 @@ def run_quantize(config: QuantizeConfig, state: PipelineState) -> None:
 
     fp32 = state.run.path / "model.onnx"
     metadata = read_metadata(fp32)
-    for name in DERIVED_FILES:  # a graph from earlier settings must not outlive them
+    for name in written_files(config):  # a graph from earlier settings must not outlive them
         (state.run.path / name).unlink(missing_ok=True)
+    state.artifacts = [a for a in state.artifacts  # nor its manifest entry
+                       if a["path"] not in written_files(config)]
     work = state.run.path / "quantize"
     record: dict[str, Any] = {}
     try:
@@ -49,7 +57,8 @@ def _int8(config: QuantizeConfig, state: PipelineState, fp32: Path,
     from edgevision.onnxmeta import write_metadata
     from edgevision.quantization.run import quantize_model
 
-    result = quantize_model(fp32, fp32.with_name("model.int8.onnx"), config, state.dataset, work)
+    result = quantize_model(fp32, fp32.with_name(quantized_file("int8", config.target)), config,
+                            state.dataset, work)
     info = result.info
     quantization = {"target": config.target, "calibration": info["calibration"]}
     variant = state.variant_with("int8")
@@ -87,8 +96,9 @@ def _qat(config: QuantizeConfig, state: PipelineState, fp32: Path, metadata: dic
     from edgevision.quantization.run import qat_quantize
 
     module = state.model.module if state.model is not None else _run_model(state)
-    result = qat_quantize(module, fp32, fp32.with_name("model.int8-qat.onnx"), config,
-                          state.dataset, state.recipe.export, metadata, state.run.path, work)
+    path = fp32.with_name(quantized_file("int8-qat", config.target))
+    result = qat_quantize(module, fp32, path, config, state.dataset, state.recipe.export,
+                          metadata, state.run.path, work)
     write_metadata(result.path, {**metadata, "variant": f"{variant}-qat", "precision": "int8",
                                  "quantization": {"target": config.target, "qat": True,
                                                   "calibration": {
@@ -111,7 +121,7 @@ def _fp16(state: PipelineState, fp32: Path, metadata: dict[str, Any]) -> dict[st
     from edgevision.quantization.check import run_logits
     from edgevision.quantization.fp16 import convert_fp16
 
-    path = convert_fp16(fp32, fp32.with_name("model.fp16.onnx"))
+    path = convert_fp16(fp32, fp32.with_name(quantized_file("fp16", "cpu")))
     variant = state.variant_with("fp16")
     write_metadata(path, {**metadata, "variant": variant, "precision": "fp16"})
     images = state.eval_set.first(state.recipe.export.verify_images)
