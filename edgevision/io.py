@@ -46,3 +46,14 @@ def write_text_atomic(path: Path, text: str) -> Path:
 def write_json_atomic(path: Path, data: Any) -> Path:
     """Write ``data`` as indented JSON to ``path`` atomically."""
     return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def check_writable(folder: Path) -> None:
+    """Raise ``OSError`` unless files can be created in ``folder`` (made when missing).
+
+    Probes with a temporary file, so a read-only file system, missing permissions and a path
+    under a file are all caught, for root too.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass

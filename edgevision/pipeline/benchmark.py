@@ -8,12 +8,21 @@ from typing import Any
 from pydantic import ValidationError
 
 from edgevision.backends import backends_for
-from edgevision.benchmarking.report import build_report, write_report
+from edgevision.benchmarking.report import REPORT_JSON, build_report, write_report
 from edgevision.benchmarking.runner import Artifact, benchmark_artifacts
 from edgevision.data import Dataset, EvalSet, Preprocess
 from edgevision.data.sources import FolderSource, find_split_dir, prepare_root
 from edgevision.data.splits import subset
-from edgevision.errors import ArtifactError, DataError, EdgevisionError
+from edgevision.errors import (
+    ArtifactError,
+    BenchmarkError,
+    DataError,
+    EdgevisionError,
+    OutputError,
+    ReportWriteError,
+    first_line,
+)
+from edgevision.io import check_writable
 from edgevision.recipe import BenchmarkSpec, DataSpec, Recipe, load_recipe
 from edgevision.rundir import RECIPE_FILE, RunDir
 from edgevision.validation import format_validation_error
@@ -35,6 +44,10 @@ def benchmark(target: Path, *, backends: list[str] | None = None,
     holding the eval split), else the recipe's eval split. The report is written to ``out``
     (default: the run directory; nowhere for a single file) and returned. ``trtexec`` (an
     ``.engine`` file only) adds trtexec's own performance summary per batch size.
+
+    The output folder is checked writable before measuring. Failures after measuring raise a
+    ``BenchmarkError`` carrying the report (``exc.report``): every row failed, trtexec failed,
+    or the report could not be written (``ReportWriteError``).
     """
     if not target.exists():
         raise ArtifactError(f"benchmark target {str(target)!r} not found")
@@ -59,17 +72,61 @@ def benchmark(target: Path, *, backends: list[str] | None = None,
             raise ArtifactError(f"none of the artifacts in {target} runs on "
                                 f"{', '.join(spec.backends)}")
     eval_set = _eval_set(artifacts[0].path, base, data, limit)
+    folder = out or (run.path / BENCHMARK_DIR if run else None)
+    if folder is not None:
+        _check_output(folder)
     rows = benchmark_artifacts(artifacts, spec, eval_set)
     report = build_report(rows, spec, {"target": str(target),
                                        "recipe": base.name if base else None})
+    _save(report, folder)
     if trtexec:
-        from edgevision.engines import trtexec_summaries
-
-        report["trtexec"] = trtexec_summaries(target, spec.batch_sizes, spec.iterations)
-    folder = out or (run.path / BENCHMARK_DIR if run else None)
-    if folder is not None:
-        write_report(report, folder)
+        _add_trtexec(report, target, spec)
+        _save(report, folder)
+    _check_measured(report, folder)
     return report
+
+
+def _check_output(folder: Path) -> None:
+    """Fail at once, before measuring, when the report could not be written to ``folder``."""
+    try:
+        check_writable(folder)
+    except OSError as exc:
+        raise OutputError(f"cannot write the report to {folder}: "
+                          f"{exc.strerror or first_line(exc)}") from None
+
+
+def _save(report: dict[str, Any], folder: Path | None) -> None:
+    """Write the report to ``folder`` (if any); a failure keeps the figures in the error."""
+    if folder is None:
+        return
+    try:
+        write_report(report, folder)
+    except OSError as exc:
+        raise ReportWriteError(f"cannot write the report to {folder}: "
+                               f"{exc.strerror or first_line(exc)}", report) from None
+
+
+def _add_trtexec(report: dict[str, Any], target: Path, spec: BenchmarkSpec) -> None:
+    """Add trtexec's summaries; its failure keeps the figures measured so far in the error."""
+    from edgevision.engines import trtexec_summaries
+
+    try:
+        report["trtexec"] = trtexec_summaries(target, spec.batch_sizes, spec.iterations)
+    except EdgevisionError as exc:
+        raise BenchmarkError(str(exc), report) from None
+
+
+def _check_measured(report: dict[str, Any], folder: Path | None) -> None:
+    """Raise ``BenchmarkError`` (carrying the report) when every row failed."""
+    rows = report["rows"]
+    if any(row["error"] is None for row in rows):
+        return
+    why = ""
+    if rows:
+        first = f"{rows[0]['variant']} on {rows[0]['backend']}: {rows[0]['error']}"
+        why = f" ({'first: ' if len(rows) > 1 else ''}{first.splitlines()[0]})"
+    saved = f"; report: {folder / REPORT_JSON}" if folder is not None else ""
+    raise BenchmarkError(f"nothing could be measured: every row failed{why}{saved}", report)
 
 
 def _recipe_for(run: RunDir | None, recipe: Path | None) -> Recipe | None:
