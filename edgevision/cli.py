@@ -229,13 +229,27 @@ def benchmark(
 ) -> None:
     """Measure latency (p50/p90/p99, throughput) and accuracy of model artifacts: .onnx (ONNX
     Runtime), edgevision .pt (PyTorch), .engine (TensorRT; needs no PyTorch)."""
-    from edgevision.benchmarking import report_table
+    from edgevision.errors import BenchmarkError, ReportWriteError
     from edgevision.pipeline.benchmark import benchmark as run_benchmark
 
-    report = run_benchmark(target, backends=backend, batch_sizes=batch, data=data,
-                           recipe=recipe, threads=threads, warmup=warmup,
-                           iterations=iterations, limit=limit, device=device, out=out,
-                           trtexec=trtexec)
+    try:
+        report = run_benchmark(target, backends=backend, batch_sizes=batch, data=data,
+                               recipe=recipe, threads=threads, warmup=warmup,
+                               iterations=iterations, limit=limit, device=device, out=out,
+                               trtexec=trtexec)
+    except ReportWriteError as exc:  # the figures go to stdout rather than being lost
+        sys.stdout.write(json.dumps(exc.report, indent=2) + "\n")
+        raise EdgevisionError(f"{exc} (the report was printed to stdout instead)") from None
+    except BenchmarkError as exc:  # show what was measured (the rows' errors), then fail
+        _show_report(exc.report, as_json)
+        raise
+    _show_report(report, as_json)
+
+
+def _show_report(report: dict[str, Any], as_json: bool) -> None:
+    """Print a benchmark report: its JSON on stdout, or a table (and trtexec's summaries)."""
+    from edgevision.benchmarking import report_table
+
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:

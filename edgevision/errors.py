@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class EdgevisionError(Exception):
     """An error caused by the user's input (recipe, files, arguments).
@@ -60,6 +62,25 @@ class QuantizeError(EdgevisionError):
 
 class RunDirError(EdgevisionError):
     """The run directory cannot be used (holds another run, ...)."""
+
+
+class OutputError(EdgevisionError):
+    """An output folder cannot be written (read-only, not a folder, no space, ...)."""
+
+
+class BenchmarkError(EdgevisionError):
+    """A benchmark ran but failed as a whole (nothing measured, trtexec failed, ...).
+
+    ``report`` holds everything it did measure, error rows included, so that nothing is lost.
+    """
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class ReportWriteError(BenchmarkError, OutputError):
+    """The benchmark report could not be written; ``report`` holds its figures."""
 
 
 def first_line(exc: BaseException) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -46,3 +47,20 @@ def write_text_atomic(path: Path, text: str) -> Path:
 def write_json_atomic(path: Path, data: Any) -> Path:
     """Write ``data`` as indented JSON to ``path`` atomically."""
     return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def check_writable(path: Path) -> None:
+    """Raise ``OSError`` unless files could be created in the folder ``path`` (or, when it does
+    not exist yet, in its nearest existing parent, where it would be made).
+
+    Probes with a temporary file that is removed at once, so nothing is left behind and a
+    read-only file system, missing permissions and a path under a file are all caught, for
+    root too.
+    """
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+    with tempfile.TemporaryFile(dir=existing):
+        pass

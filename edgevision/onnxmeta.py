@@ -19,6 +19,7 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 METADATA_KEY = "edgevision"
 
+
 def set_metadata(proto: onnx.ModelProto, metadata: dict[str, Any]) -> None:
     """Store ``metadata`` as edgevision's JSON entry in ``proto.metadata_props`` (replacing it)."""
     kept = [(p.key, p.value) for p in proto.metadata_props if p.key != METADATA_KEY]
@@ -51,11 +52,17 @@ def read_metadata(path: Path) -> dict[str, Any]:
 
 
 def load_onnx(path: Path, load_weights: bool = True) -> onnx.ModelProto:
-    """Load an ONNX file, turning a missing or corrupt file into a one-line ``ArtifactError``."""
+    """Load an ONNX file, turning a missing, empty or corrupt file into a one-line
+    ``ArtifactError`` (protobuf parses an empty file as an empty model: that is refused too)."""
     if not path.is_file():
         raise ArtifactError(f"ONNX file {str(path)!r} not found")
+    if path.stat().st_size == 0:
+        raise ArtifactError(f"{path} is empty (0 bytes), not a valid ONNX model")
     try:
-        return onnx.load(str(path), load_external_data=load_weights)
+        proto = onnx.load(str(path), load_external_data=load_weights)
     except Exception as exc:  # protobuf's DecodeError and friends
         raise ArtifactError(f"{path} is not a valid ONNX model ({type(exc).__name__}: "
                             f"{first_line(exc)})") from None
+    if not proto.HasField("graph"):
+        raise ArtifactError(f"{path} is not a valid ONNX model (it holds no graph)")
+    return proto

@@ -9,7 +9,6 @@ belongs to a process that died, and is shown (and rewritten) as ``interrupted``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,7 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from edgevision.errors import RunDirError, first_line
-from edgevision.io import write_json_atomic
+from edgevision.io import check_writable, write_json_atomic
 from edgevision.runlock import RunLock
 
 MANIFEST = "run.json"
@@ -88,7 +87,7 @@ class RunDir:
             raise RunDirError("--force and --resume contradict each other: choose one")
         if path.exists() and not path.is_dir():
             raise RunDirError(f"--out {str(path)!r} exists and is not a directory")
-        check_writable(path)
+        check_location(path)
         if not _holds_files(path):
             return
         if resume:
@@ -206,19 +205,14 @@ class RunDir:
                 for a in self.manifest().get("artifacts", [])]
 
 
-def check_writable(path: Path) -> None:
+def check_location(path: Path) -> None:
     """Refuse a run location this process cannot create or write (read-only file system,
-    permissions), before any work is done."""
-    existing = path
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
-        return
-    what = "" if existing == path else f" ({existing} cannot hold it)"
-    raise RunDirError(f"cannot write the run directory {path}{what}: read-only or no "
-                      "permission; choose another --out")
+    permissions, a path under a file), before any work is done; creates nothing."""
+    try:
+        check_writable(path)
+    except OSError as exc:
+        raise RunDirError(f"cannot write the run directory {path}: "
+                          f"{exc.strerror or first_line(exc)}; choose another --out") from None
 
 
 def _holds_files(path: Path) -> bool:

@@ -235,7 +235,8 @@ def test_a_run_directory_in_use_refuses_every_other_writer(tiny_run_dir: Path, t
                       "--resume"],
                      ["train", str(tiny_recipe(train={"epochs": 1})), "--out", str(run_dir),
                       "--force"],
-                     ["quantize", str(run_dir)]):
+                     ["quantize", str(run_dir)],
+                     ["benchmark", str(run_dir), "--limit", "10"]):
             result = runner.invoke(app, args)
             assert result.exit_code == 2, (args, result.output)
             assert f"in use by another edgevision process (pid {holder.pid}" in result.output
@@ -402,3 +403,129 @@ def test_targets_get_their_own_graphs_and_measured_ones_are_not_replaced(
     quantize_run(run_dir, recipe("cpu"), replace=True)
     assert not (run_dir / "benchmark" / "report.json").exists()
     assert (run_dir / "model.int8.trt.onnx").is_file()
+# --- benchmark failures (issue 15) ---
+
+BENCH_FAST = ["--batch", "1", "--iterations", "1", "--warmup", "0", "--limit", "10"]
+
+
+def error_lines(output: str) -> list[str]:
+    """The ``error:`` lines of a command's output."""
+    return [line for line in output.splitlines() if line.startswith("error:")]
+
+
+def test_benchmark_measuring_nothing_exits_2_with_the_report(tiny_run_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """Data at another size than the ONNX input: every row fails, so exit 2; the report (with
+    the rows' errors) is still printed and written, and the Python API raises it."""
+    import edgevision
+    from edgevision.errors import BenchmarkError
+    from edgevision.onnxmeta import read_metadata
+
+    labels = read_metadata(tiny_run_dir / "model.onnx")["labels"]
+    data = make_folder(tmp_path / "big", {label: (40, 40) for label in labels})
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["benchmark", str(tiny_run_dir / "model.onnx"), "--data",
+                                 str(data), "--out", str(out), "--json", *BENCH_FAST])
+    assert result.exit_code == 2, result.output
+    (line,) = error_lines(result.output)
+    assert "nothing could be measured" in line and "does not match" in line, line
+    assert str(out / "report.json") in line and "Traceback" not in result.output
+    (row,) = json.loads(result.stdout)["rows"]
+    assert "(1, 3, 40, 40)" in row["error"]
+    assert json.loads((out / "report.json").read_text())["rows"][0]["error"] == row["error"]
+    with pytest.raises(BenchmarkError, match="nothing could be measured") as caught:
+        edgevision.benchmark(tiny_run_dir / "model.onnx", data=data, batch_sizes=[1],
+                             iterations=1, warmup=0)
+    assert caught.value.report["rows"][0]["error"] == row["error"]
+
+
+def test_empty_onnx_is_not_a_valid_model(tiny_run_dir: Path, tmp_path: Path) -> None:
+    from edgevision.errors import ArtifactError
+    from edgevision.onnxmeta import load_onnx
+
+    empty = tmp_path / "empty.onnx"
+    empty.touch()
+    result = runner.invoke(app, ["benchmark", str(empty), "--data", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    (line,) = error_lines(result.output)
+    assert "is empty (0 bytes), not a valid ONNX model" in line
+    assert "metadata" not in result.output
+    # with --recipe no metadata is read first: the row fails, and nothing measured is exit 2
+    result = runner.invoke(app, ["benchmark", str(empty), "--recipe",
+                                 str(tiny_run_dir / RECIPE_FILE), *BENCH_FAST])
+    assert result.exit_code == 2, result.output
+    (line,) = error_lines(result.output)
+    assert "nothing could be measured" in line and "is empty (0 bytes)" in line, line
+    no_graph = tmp_path / "nograph.onnx"
+    no_graph.write_bytes(b"\x08\x07")  # a valid ModelProto (ir_version 7) without a graph
+    with pytest.raises(ArtifactError, match="not a valid ONNX model .it holds no graph"):
+        load_onnx(no_graph)
+
+
+def test_unwritable_out_fails_before_measuring(tiny_run_dir: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import os
+
+    bench = importlib.import_module("edgevision.pipeline.benchmark")  # the package shadows it
+
+    def measure(*args: object) -> None:
+        raise AssertionError("measured although the report could not be written")
+
+    monkeypatch.setattr(bench, "benchmark_artifacts", measure)
+    (tmp_path / "file").write_text("not a folder")
+    cases = [(tmp_path / "file" / "sub", "Not a directory")]
+    if os.geteuid() != 0:  # root may write into a 0o555 folder
+        (tmp_path / "ro").mkdir(mode=0o555)
+        cases.append((tmp_path / "ro" / "out", "Permission denied"))
+    for out, reason in cases:
+        result = runner.invoke(app, ["benchmark", str(tiny_run_dir), "--out", str(out),
+                                     *BENCH_FAST])
+        assert result.exit_code == 2, result.output
+        (line,) = error_lines(result.output)
+        assert f"cannot write the report to {out}: {reason}" in line, line
+        assert "Traceback" not in result.output
+
+
+def test_report_write_failure_prints_the_figures(tiny_run_dir: Path, tmp_path: Path) -> None:
+    """The early check passes, the write fails anyway (report.json is a folder): the figures
+    come on stdout and the command fails with one line naming the folder and the OS error."""
+    import edgevision
+    from edgevision.errors import ReportWriteError
+
+    out = tmp_path / "out"
+    (out / "report.json" / "in-the-way").mkdir(parents=True)
+    result = runner.invoke(app, ["benchmark", str(tiny_run_dir), "--backend", "onnxruntime",
+                                 "--out", str(out), *BENCH_FAST])
+    assert result.exit_code == 2, result.output
+    (line,) = error_lines(result.output)
+    assert f"cannot write the report to {out}: Is a directory" in line, line
+    assert "printed to stdout" in line and "Traceback" not in result.output
+    (row,) = json.loads(result.stdout)["rows"]
+    assert row["error"] is None and row["accuracy"]["images"] == 10
+    assert row["latency"][0]["p50_ms"] > 0
+    with pytest.raises(ReportWriteError, match="Is a directory") as caught:
+        edgevision.benchmark(tiny_run_dir, backends=["onnxruntime"], batch_sizes=[1],
+                             iterations=1, warmup=0, limit=10, out=out)
+    assert caught.value.report["rows"][0]["latency"][0]["p50_ms"] > 0
+    assert not list(out.glob("*.partial"))
+
+
+def test_trtexec_failure_comes_after_the_report_is_written(tmp_path: Path) -> None:
+    """A fake engine: its row fails (no TensorRT, or not an engine) and trtexec fails (not on
+    PATH, or cannot load it); the report was written before trtexec ran."""
+    from edgevision.backends.tensorrt.metadata import write_metadata
+    from tests.test_tensorrt import metadata
+
+    make_folder(tmp_path / "data", {"a": (32, 32), "b": (32, 32)})
+    engine = tmp_path / "model.fp16.engine"
+    engine.write_bytes(b"not really an engine")
+    write_metadata(engine, metadata())
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["benchmark", str(engine), "--data", str(tmp_path / "data"),
+                                 "--trtexec", "--out", str(out), *BENCH_FAST])
+    assert result.exit_code == 2, result.output
+    (line,) = error_lines(result.output)
+    assert "trtexec" in line and "Traceback" not in result.output, result.output
+    (row,) = json.loads((out / "report.json").read_text())["rows"]
+    assert row["backend"] == "tensorrt" and row["error"]

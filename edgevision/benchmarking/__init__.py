@@ -9,6 +9,7 @@ from edgevision.benchmarking.measure import (
 from edgevision.benchmarking.report import (
     REPORT_SCHEMA,
     build_report,
+    check_measured,
     report_csv,
     report_table,
     write_report,
@@ -16,5 +17,5 @@ from edgevision.benchmarking.report import (
 from edgevision.benchmarking.runner import Artifact, BenchmarkRow, benchmark_artifacts
 
 __all__ = ["REPORT_SCHEMA", "AccuracyResult", "Artifact", "BenchmarkRow", "LatencyStats",
-           "benchmark_artifacts", "build_report", "measure_accuracy", "measure_latency",
-           "report_csv", "report_table", "write_report"]
+           "benchmark_artifacts", "build_report", "check_measured", "measure_accuracy",
+           "measure_latency", "report_csv", "report_table", "write_report"]

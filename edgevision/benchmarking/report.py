@@ -14,6 +14,7 @@ from rich.table import Table
 from edgevision.benchmarking.environment import environment
 from edgevision.benchmarking.runner import BenchmarkRow
 from edgevision.benchmarking.spec import BenchmarkSpec
+from edgevision.errors import BenchmarkError
 from edgevision.io import write_json_atomic, write_text_atomic
 
 REPORT_SCHEMA = "edgevision.report/1"
@@ -59,6 +60,19 @@ def reports_measuring(run_path: Path, names: list[str]) -> list[Path]:
                for path in measured):
             found.append(report)
     return found
+
+
+def check_measured(report: dict[str, Any], folder: Path | None) -> None:
+    """Raise ``BenchmarkError`` (carrying the report) when every row failed."""
+    rows = report["rows"]
+    if any(row["error"] is None for row in rows):
+        return
+    why = ""
+    if rows:
+        first = f"{rows[0]['variant']} on {rows[0]['backend']}: {rows[0]['error']}"
+        why = f" ({'first: ' if len(rows) > 1 else ''}{first.splitlines()[0]})"
+    saved = f"; report: {folder / REPORT_JSON}" if folder is not None else ""
+    raise BenchmarkError(f"nothing could be measured: every row failed{why}{saved}", report)
 
 
 def report_csv(report: dict[str, Any]) -> str:

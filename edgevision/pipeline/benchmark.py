@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from edgevision.backends import backends_for
-from edgevision.benchmarking.report import build_report, write_report
+from edgevision.benchmarking.report import build_report, check_measured, write_report
 from edgevision.benchmarking.runner import Artifact, benchmark_artifacts
 from edgevision.data import Dataset, EvalSet, Preprocess
 from edgevision.data.sources import FolderSource, find_split_dir, prepare_root
 from edgevision.data.splits import subset
-from edgevision.errors import ArtifactError, DataError, EdgevisionError
+from edgevision.errors import (
+    ArtifactError,
+    BenchmarkError,
+    DataError,
+    EdgevisionError,
+    OutputError,
+    ReportWriteError,
+    first_line,
+)
+from edgevision.io import check_writable
 from edgevision.recipe import BenchmarkSpec, DataSpec, Recipe, load_recipe
 from edgevision.rundir import RECIPE_FILE, RunDir
 from edgevision.validation import format_validation_error
@@ -35,41 +45,79 @@ def benchmark(target: Path, *, backends: list[str] | None = None,
     holding the eval split), else the recipe's eval split. The report is written to ``out``
     (default: the run directory; nowhere for a single file) and returned. ``trtexec`` (an
     ``.engine`` file only) adds trtexec's own performance summary per batch size.
+
+    The output folder is checked writable before measuring. Failures after measuring raise a
+    ``BenchmarkError`` carrying the report (``exc.report``): every row failed, trtexec failed,
+    or the report could not be written (``ReportWriteError``).
     """
     if not target.exists():
         raise ArtifactError(f"benchmark target {str(target)!r} not found")
-    run = RunDir.open(target) if target.is_dir() else None
-    if trtexec and target.suffix not in (".engine", ".plan"):
-        raise ArtifactError(f"--trtexec measures TensorRT engines, not {target.name}")
-    base = _recipe_for(run, recipe)
-    if not backends and run is None:  # a lone file: every backend that runs it
-        from edgevision.backends import BACKENDS
+    # a run directory is locked while measured: no run rewrites it meanwhile, and no second
+    # benchmark competes for the cores
+    run = RunDir.open(target, lock=True, purpose="benchmark") if target.is_dir() else None
+    with run or nullcontext():
+        if trtexec and target.suffix not in (".engine", ".plan"):
+            raise ArtifactError(f"--trtexec measures TensorRT engines, not {target.name}")
+        base = _recipe_for(run, recipe)
+        if not backends and run is None:  # a lone file: every backend that runs it
+            from edgevision.backends import BACKENDS
 
-        backends = _usable([name for name in BACKENDS if BACKENDS.get(name).accepts(target)])
-    spec = _settings(base.benchmark if base else BenchmarkSpec(), backends=backends,
-                     batch_sizes=batch_sizes, threads=threads, warmup=warmup,
-                     iterations=iterations, device=device)
-    artifacts = ([Artifact(v, p) for v, p in run.artifacts()] if run
-                 else [Artifact(target.stem, target)])
-    if not artifacts:
-        raise ArtifactError(f"{target} lists no artifacts (did the run finish? see run.json)")
-    if run is not None:  # measure only what the chosen backends run
-        artifacts = [a for a in artifacts if backends_for(a.path, spec.backends)]
+            backends = _usable([name for name in BACKENDS if BACKENDS.get(name).accepts(target)])
+        spec = _settings(base.benchmark if base else BenchmarkSpec(), backends=backends,
+                         batch_sizes=batch_sizes, threads=threads, warmup=warmup,
+                         iterations=iterations, device=device)
+        artifacts = ([Artifact(v, p) for v, p in run.artifacts()] if run
+                     else [Artifact(target.stem, target)])
         if not artifacts:
-            raise ArtifactError(f"none of the artifacts in {target} runs on "
-                                f"{', '.join(spec.backends)}")
-    eval_set = _eval_set(artifacts[0].path, base, data, limit)
-    rows = benchmark_artifacts(artifacts, spec, eval_set)
-    report = build_report(rows, spec, {"target": str(target),
-                                       "recipe": base.name if base else None})
-    if trtexec:
-        from edgevision.engines import trtexec_summaries
+            raise ArtifactError(f"{target} lists no artifacts (did the run finish? see run.json)")
+        if run is not None:  # measure only what the chosen backends run
+            artifacts = [a for a in artifacts if backends_for(a.path, spec.backends)]
+            if not artifacts:
+                raise ArtifactError(f"none of the artifacts in {target} runs on "
+                                    f"{', '.join(spec.backends)}")
+        eval_set = _eval_set(artifacts[0].path, base, data, limit)
+        folder = out or (run.path / BENCHMARK_DIR if run else None)
+        if folder is not None:
+            _check_output(folder)
+        rows = benchmark_artifacts(artifacts, spec, eval_set)
+        report = build_report(rows, spec, {"target": str(target),
+                                           "recipe": base.name if base else None})
+        _save(report, folder)
+        if trtexec:
+            _add_trtexec(report, target, spec)
+            _save(report, folder)
+        check_measured(report, folder)
+        return report
 
-        report["trtexec"] = trtexec_summaries(target, spec.batch_sizes, spec.iterations)
-    folder = out or (run.path / BENCHMARK_DIR if run else None)
-    if folder is not None:
+
+def _check_output(folder: Path) -> None:
+    """Fail at once, before measuring, when the report could not be written to ``folder``."""
+    try:
+        check_writable(folder)
+    except OSError as exc:
+        raise OutputError(f"cannot write the report to {folder}: "
+                          f"{exc.strerror or first_line(exc)}") from None
+
+
+def _save(report: dict[str, Any], folder: Path | None) -> None:
+    """Write the report to ``folder`` (if any); a failure keeps the figures in the error."""
+    if folder is None:
+        return
+    try:
         write_report(report, folder)
-    return report
+    except OSError as exc:
+        raise ReportWriteError(f"cannot write the report to {folder}: "
+                               f"{exc.strerror or first_line(exc)}", report) from None
+
+
+def _add_trtexec(report: dict[str, Any], target: Path, spec: BenchmarkSpec) -> None:
+    """Add trtexec's summaries; its failure keeps the figures measured so far in the error."""
+    from edgevision.engines import trtexec_summaries
+
+    try:
+        report["trtexec"] = trtexec_summaries(target, spec.batch_sizes, spec.iterations)
+    except EdgevisionError as exc:
+        raise BenchmarkError(str(exc), report) from None
 
 
 def _recipe_for(run: RunDir | None, recipe: Path | None) -> Recipe | None:

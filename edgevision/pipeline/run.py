@@ -295,6 +295,7 @@ def _benchmark(state: PipelineState) -> dict[str, Any]:
         Artifact,
         benchmark_artifacts,
         build_report,
+        check_measured,
         report_table,
         write_report,
     )
@@ -309,4 +310,5 @@ def _benchmark(state: PipelineState) -> dict[str, Any]:
     json_path, csv_path = write_report(report, state.run.path)
     console.print(report_table(report))
     log(escape(f"report: {json_path} and {csv_path}"))
+    check_measured(report, state.run.path)  # a run whose every row failed has failed
     return report
