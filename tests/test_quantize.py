@@ -15,7 +15,7 @@ import pytest
 from onnx import numpy_helper
 
 from edgevision.data import Dataset
-from edgevision.errors import DataError, QuantizeError
+from edgevision.errors import DataError, EdgevisionError, QuantizeError
 from edgevision.pipeline import compress
 from edgevision.quantization.config import QuantizeConfig
 from edgevision.quantization.ptq import SUPPORTS_CACHE
@@ -300,11 +300,15 @@ def test_quantize_existing_run_adds_artifacts(quantized_run: tuple[Path, dict[st
     shutil.copytree(run_dir, copy)
     before = [variant for variant, _ in RunDir.open(copy).artifacts()]
     recipe = load_recipe(copy / "recipe.yaml", ["stages=[{kind: quantize, precisions: [fp16]}]"])
-    added = quantize_run(copy, recipe)
+    # the run's report.json measured model.fp16.onnx: it is not replaced silently
+    with pytest.raises(EdgevisionError, match="model.fp16.onnx .* were measured in report.json"):
+        quantize_run(copy, recipe)
+    added = quantize_run(copy, recipe, replace=True)
     assert [a["variant"] for a in added] == ["fp16"]
     after = [variant for variant, _ in RunDir.open(copy).artifacts()]
-    # the earlier quantization's graphs are gone (files and manifest); the FP32 ones stay
-    assert sorted(after) == sorted(v for v in before if not v.startswith("int8"))
-    assert not (copy / "model.int8.onnx").exists() and (copy / "model.fp16.onnx").is_file()
+    # the FP16 graph replaced (files and manifest), the INT8 ones (not asked for) kept
+    assert sorted(after) == sorted(before)
+    assert (copy / "model.int8.onnx").is_file() and (copy / "model.fp16.onnx").is_file()
+    assert not (copy / "report.json").exists() and not (copy / "report.csv").exists()
     with pytest.raises(Exception, match="not an edgevision run directory"):
         quantize_run(tmp_path, recipe)

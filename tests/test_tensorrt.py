@@ -181,7 +181,7 @@ def test_recipe_engines_without_tensorrt_are_recorded_not_fatal(tiny_recipe, tmp
     fp16, int8 = manifest["info"]["engines"]
     assert fp16["engine"] is None and "tensorrt" in fp16["error"].lower()
     assert fp16["trtexec"].startswith("trtexec --onnx=") and "--fp16" in fp16["trtexec"]
-    assert int8["engine"] is None and "model.int8.onnx is not in the run" in int8["error"]
+    assert int8["engine"] is None and "model.int8.trt.onnx is not in the run" in int8["error"]
     assert result.report is not None and manifest["status"] == "complete"
 
 

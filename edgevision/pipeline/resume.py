@@ -36,6 +36,8 @@ def resume_step(run: RunDir, recipe: Recipe) -> Step:
                       if old["model"].get(k) != new["model"].get(k))
         raise RunDirError(f"cannot resume {run.path}: the recipe's {', '.join(keys)} differ "
                           f"from the run's {RECIPE_FILE} (use --force to start over)")
+    if recipe.search is not None:
+        return "model"  # a search is one step; it re-uses its finished levels itself
     completed = set(run.manifest().get("completed", []))
     pending = [step for step in STEPS if step not in completed]
     return min([*changed, *pending[:1], "benchmark"], key=STEPS.index)
