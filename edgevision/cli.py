@@ -102,7 +102,8 @@ def quantize(
     set_: SetOpt = None,
     replace: Annotated[bool, typer.Option(
         "--replace", help="Replace graphs that a report of the run measured (those reports "
-                          "are removed); without it such a run is refused.")] = False,
+                          "are renamed report.stale.json); without it such a run is "
+                          "refused.")] = False,
 ) -> None:
     """Quantize an existing run's model.onnx (INT8 QDQ and/or FP16) with a recipe's quantize
     stage; the new files join the run's artifacts, so `edgevision benchmark RUN_DIR` measures

@@ -29,10 +29,10 @@ LOCK_FILE = "run.lock"
 #: what edgevision writes at the top of a run directory (besides the manifest's artifacts);
 #: ``--force`` deletes these and nothing else
 OWNED_FILES = (MANIFEST, LOCK_FILE, RECIPE_FILE, "calibration.json", "report.json",
-               "report.csv", "deploy.onnx", "pareto.png", "summary.md", "model.pt", "model.onnx",
-               "unpruned.pt", "unpruned.onnx", "pruned.pt", "pruned.onnx")
-OWNED_PATTERNS = ("model.*.onnx", "model.ranges-*.json", "model.*.engine", "model.*.engine.json",
-                  ".*.partial")
+               "report.csv", "report.stale.json", "report.stale.csv", "deploy.onnx",
+               "pareto.png", "summary.md", "model.pt", "model.onnx", "unpruned.pt",
+               "unpruned.onnx", "pruned.pt", "pruned.onnx")
+OWNED_PATTERNS = ("model.ranges-*.json", "model.*.engine", "model.*.engine.json", ".*.partial")
 OWNED_FOLDERS = ("train", "distill", "prune", "qat", "quantize", "search", "benchmark")
 STATUS_DEAD = "interrupted"
 #: the quantize stage's graphs (see ``quantized_file``)
@@ -123,14 +123,21 @@ class RunDir:
         return cls(path, _acquire(path))
 
     @classmethod
-    def open(cls, path: Path, *, lock: bool = False, purpose: str = "use") -> RunDir:
+    def open(cls, path: Path, *, lock: bool = False, purpose: str = "use",
+             read_only_ok: bool = False) -> RunDir:
         """An existing run directory (must hold ``run.json``); with ``lock``, locked for this
         process (a one-line error when another holds it), and a dead run's ``running`` status
-        rewritten as ``interrupted``."""
+        rewritten as ``interrupted``. ``read_only_ok``: a run this process cannot write (a
+        read-only mount, another user's) is opened unlocked instead of refused."""
         if not (path / MANIFEST).is_file():
             raise RunDirError(f"{path} is not an edgevision run directory (no {MANIFEST})")
         if not lock:
             return cls(path)
+        if read_only_ok:
+            try:
+                check_writable(path)
+            except OSError:
+                return cls(path)
         run = cls(path, _acquire(path, purpose))
         try:
             run.mark_dead_run()
@@ -223,7 +230,8 @@ def _owned(entry: Path) -> bool:
     name = entry.name
     if entry.is_dir() and not entry.is_symlink():
         return name in OWNED_FOLDERS
-    return name in OWNED_FILES or any(fnmatch(name, pattern) for pattern in OWNED_PATTERNS)
+    return (name in OWNED_FILES or is_quantized_file(name)
+            or any(fnmatch(name, pattern) for pattern in OWNED_PATTERNS))
 
 
 def _acquire(path: Path, purpose: str = "use") -> RunLock:

@@ -1,16 +1,22 @@
 """An exclusive, non-blocking OS file lock (``flock``) that dies with its process.
 
-The kernel releases the lock when the holder exits, however it exits (SIGKILL included), so a
-lock is never stale; the file keeps the last holder's pid only to name it in messages.
-Linux and macOS (``fcntl``); edgevision's platforms.
+The kernel releases the lock when the holder exits, however it exits (SIGKILL included; child
+processes forked while it was held, such as DataLoader workers, share it until they exit too),
+so a lock is never stale; the file keeps the last holder's pid only to name it in messages.
+Linux and macOS (``fcntl``), edgevision's platforms; where ``fcntl`` is missing (Windows) no
+lock is taken.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs are not locked there
+    fcntl = None  # type: ignore[assignment]
 
 
 class RunLock:
@@ -25,7 +31,8 @@ class RunLock:
         process holds it."""
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fcntl is not None:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BaseException:
             os.close(descriptor)
             raise
@@ -36,7 +43,8 @@ class RunLock:
     def release(self) -> None:
         """Unlock and close (idempotent)."""
         if self._descriptor >= 0:
-            fcntl.flock(self._descriptor, fcntl.LOCK_UN)
+            if fcntl is not None:
+                fcntl.flock(self._descriptor, fcntl.LOCK_UN)
             os.close(self._descriptor)
             self._descriptor = -1
 
@@ -44,7 +52,7 @@ class RunLock:
     def held(path: Path) -> bool:
         """Whether a process (another one, or this one through another ``RunLock``) holds the
         lock on ``path`` now."""
-        if not path.is_file():
+        if fcntl is None or not path.is_file():
             return False
         descriptor = os.open(path, os.O_RDONLY)
         try:

@@ -403,6 +403,7 @@ def test_targets_get_their_own_graphs_and_measured_ones_are_not_replaced(
     quantize_run(run_dir, recipe("cpu"), replace=True)
     assert not (run_dir / "benchmark" / "report.json").exists()
     assert (run_dir / "model.int8.trt.onnx").is_file()
+
 # --- benchmark failures (issue 15) ---
 
 BENCH_FAST = ["--batch", "1", "--iterations", "1", "--warmup", "0", "--limit", "10"]
@@ -529,3 +530,65 @@ def test_trtexec_failure_comes_after_the_report_is_written(tmp_path: Path) -> No
     assert "trtexec" in line and "Traceback" not in result.output, result.output
     (row,) = json.loads((out / "report.json").read_text())["rows"]
     assert row["backend"] == "tensorrt" and row["error"]
+
+
+def test_a_failed_resume_forgets_the_steps_it_redoes(
+        tiny_run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A complete run resumed at its quantize step, failing there: the steps from quantize on are
+    no longer complete, so the next --resume quantizes again instead of only benchmarking."""
+    import edgevision.quantization.run as quantization
+
+    run_dir = copy_of(tiny_run_dir, tmp_path)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text((run_dir / RECIPE_FILE).read_text().replace(
+        "stages: []", "stages: [{kind: quantize, precisions: [int8]}]"))
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise QuantizeError("the quantizer failed [on purpose]")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(quantization, "quantize_model", broken)
+        result = runner.invoke(app, ["compress", str(recipe), "--out", str(run_dir),
+                                     "--resume"])
+    assert result.exit_code == 2, result.output
+    manifest = json.loads((run_dir / MANIFEST).read_text())
+    assert manifest["status"] == "failed" and manifest["completed"] == ["model"]
+    # the report measured model.pt and model.onnx only, which the resume did not replace
+    assert (run_dir / "report.json").is_file() and not (run_dir / "report.stale.json").exists()
+    result = runner.invoke(app, ["compress", str(recipe), "--out", str(run_dir), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "at its artifacts step" in result.output
+    paths = [a["path"] for a in json.loads((run_dir / MANIFEST).read_text())["artifacts"]]
+    assert paths == ["model.pt", "model.onnx", "model.int8.onnx"]
+
+
+def test_train_then_compress_resume_runs_the_model_step(tiny_recipe, tmp_path: Path) -> None:
+    """`train` completes no step of `compress`: resuming it with compress exports the model."""
+    out = tmp_path / "run"
+    recipe = tiny_recipe(train={"epochs": 1, "max_steps_per_epoch": 2})
+    assert runner.invoke(app, ["train", str(recipe), "--out", str(out)]).exit_code == 0
+    assert json.loads((out / MANIFEST).read_text())["completed"] == []
+    result = runner.invoke(app, ["compress", str(recipe), "--out", str(out), "--resume"])
+    assert result.exit_code == 0, result.output
+    paths = [a["path"] for a in json.loads((out / MANIFEST).read_text())["artifacts"]]
+    assert paths == ["model.pt", "model.onnx"] and (out / "report.json").is_file()
+
+
+def test_a_failed_quantize_run_replaces_nothing(tiny_run_dir: Path, tmp_path: Path) -> None:
+    from edgevision.pipeline import quantize_run
+
+    run_dir = copy_of(tiny_run_dir, tmp_path)
+    stored = run_dir / RECIPE_FILE
+    quantize_run(run_dir, load_recipe(stored, ["stages=[{kind: quantize}]"]))
+    before = files_of(run_dir)
+    bad = load_recipe(stored, [f"stages=[{{kind: quantize, calibration: "
+                               f"{{images: {tmp_path / 'nowhere'}}}}}]"])
+    result = runner.invoke(app, ["quantize", str(run_dir), "--recipe", str(stored), "--set",
+                                 f"stages=[{{kind: quantize, calibration: "
+                                 f"{{images: {tmp_path / 'nowhere'}}}}}]", "--replace"])
+    assert result.exit_code == 2 and "no such list file or folder" in result.output
+    with pytest.raises(DataError, match="no such list file or folder"):
+        quantize_run(run_dir, bad, replace=True)
+    assert files_of(run_dir) == before
+    paths = [a["path"] for a in json.loads((run_dir / MANIFEST).read_text())["artifacts"]]
+    assert "model.int8.onnx" in paths

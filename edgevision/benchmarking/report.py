@@ -56,10 +56,17 @@ def reports_measuring(run_path: Path, names: list[str]) -> list[Path]:
         except (OSError, ValueError, AttributeError):
             continue
         measured = {Path(str(row.get("artifact"))) for row in rows if isinstance(row, dict)}
-        if any(path.name in names and path.parent.name == run_path.resolve().name
-               for path in measured):
+        if any(path.name in names and _in_run(path, run_path) for path in measured):
             found.append(report)
     return found
+
+
+def _in_run(artifact: Path, run_path: Path) -> bool:
+    """Whether a report's artifact path names a file at the top of ``run_path``: relative to it
+    (``benchmark .``), through its folder, or in a run since moved (same folder name)."""
+    folder = artifact.parent
+    return (folder == Path(".") or folder.resolve() == run_path.resolve()
+            or folder.name == run_path.resolve().name)
 
 
 def check_measured(report: dict[str, Any], folder: Path | None) -> None:

@@ -119,6 +119,7 @@ class Dataset:
     #: the training images decoded once (uint8 NCHW, labels), set by the training loader
     decoded_train: Any = field(default=None, init=False, repr=False, compare=False)
     _eval: EvalSet | None = field(default=None, init=False, repr=False, compare=False)
+    _val: EvalSet | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_spec(cls, spec: DataSpec, seed: int = 0) -> Dataset:
@@ -163,8 +164,12 @@ class Dataset:
         return self._eval
 
     def val_set(self) -> EvalSet:
-        """The validation hold-out of the training split."""
-        return EvalSet(self.train_source, self.splits.val, self.preprocess, name="validation")
+        """The validation hold-out of the training split (one object per dataset, decoded
+        once)."""
+        if self._val is None:
+            self._val = EvalSet(self.train_source, self.splits.val, self.preprocess,
+                                name="validation")
+        return self._val
 
     def calibration_set(self) -> EvalSet:
         """The seeded calibration subset of the training split."""

@@ -53,8 +53,9 @@ def benchmark(target: Path, *, backends: list[str] | None = None,
     if not target.exists():
         raise ArtifactError(f"benchmark target {str(target)!r} not found")
     # a run directory is locked while measured: no run rewrites it meanwhile, and no second
-    # benchmark competes for the cores
-    run = RunDir.open(target, lock=True, purpose="benchmark") if target.is_dir() else None
+    # benchmark competes for the cores (a run this process cannot write is measured unlocked)
+    run = RunDir.open(target, lock=True, purpose="benchmark",
+                      read_only_ok=out is not None) if target.is_dir() else None
     with run or nullcontext():
         if trtexec and target.suffix not in (".engine", ".plan"):
             raise ArtifactError(f"--trtexec measures TensorRT engines, not {target.name}")

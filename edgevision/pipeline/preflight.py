@@ -1,7 +1,8 @@
 """Everything a run reads, checked before its run directory is created: the model and its
 checkpoint, every teacher, the data (decoded, sizes alike), and every calibration source. A bad
-input is a one-line error and no folder or file is left behind; what was decoded here is kept
-for the run, so the checks cost no extra decoding."""
+input is a one-line error and no folder or file is left behind. The evaluation, validation and
+training images decoded here are kept for the run (when they fit in memory), so checking them
+costs no second decoding; the calibration images are decoded once more by the quantizer."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def load_inputs(recipe: Recipe, *, training: bool) -> Inputs:
     check_classes(built, dataset)
     _check_teachers(recipe, dataset)
     _check_images(dataset, training)
-    _check_calibration(recipe, dataset)
+    check_calibration(recipe, dataset)
     return Inputs(dataset, built)
 
 
@@ -95,6 +96,10 @@ def _check_images(dataset: Dataset, training: bool) -> None:
         eval_set.check_decodable(eval_set.sample(SAMPLE_IMAGES))
     if not training:
         return
+    if dataset.splits.val:  # evaluated after every epoch
+        validation = dataset.val_set()
+        if not validation.preload():
+            validation.check_decodable(validation.sample(SAMPLE_IMAGES))
     from edgevision.data.loaders import predecode_training
 
     if not predecode_training(dataset):
@@ -103,7 +108,7 @@ def _check_images(dataset: Dataset, training: bool) -> None:
         train.check_decodable(train.sample(SAMPLE_IMAGES))
 
 
-def _check_calibration(recipe: Recipe, dataset: Dataset) -> None:
+def check_calibration(recipe: Recipe, dataset: Dataset) -> None:
     """Every quantize stage's (and the search's) calibration images exist, decode and fit the
     model input."""
     from edgevision.quantization.calibration import calibration_images, check_calibration_shape

@@ -54,7 +54,10 @@ def _parts(recipe: dict[str, Any], parsed: Recipe) -> dict[Step, Any]:
     if parsed.search is not None:
         parts["model"], parts["artifacts"], parts["engines"] = rest, None, None
         return parts
-    parts["engines"] = rest.pop("engine", None)
+    engine = rest.pop("engine", None)
+    batches = (parts["benchmark"] or {}).get("batch_sizes") or [0]
+    # the engines are tuned for the largest batch benchmarked
+    parts["engines"] = None if engine is None else {**engine, "benchmark_max": max(batches)}
     stages = rest.pop("stages", None) or []
     rest["stages"] = [s for s in stages if _phase(s) != "artifact"]
     parts["artifacts"] = [s for s in stages if _phase(s) == "artifact"]

@@ -11,7 +11,7 @@ from rich.markup import escape
 from edgevision.data import Dataset
 from edgevision.errors import EdgevisionError
 from edgevision.io import write_json_atomic, write_text_atomic
-from edgevision.pipeline.preflight import Inputs, load_inputs
+from edgevision.pipeline.preflight import Inputs, check_calibration, load_inputs
 from edgevision.pipeline.resume import STEPS, Step, resume_step
 from edgevision.progress import console, log
 from edgevision.recipe import Recipe, recipe_to_yaml
@@ -68,8 +68,10 @@ def _run(recipe: Recipe, out: Path | None, *, force: bool, resume: bool,
     inputs = load_inputs(recipe, training=first == "model" and any(s.epochs for s in trains))
     with RunDir.prepare(path, force=force, resume=resume) as run:
         step = _resume_point(run, recipe, until) if resuming else "model"
+        done = [s for s in run.manifest().get("completed", []) if s in STEPS
+                and STEPS.index(s) < STEPS.index(step)] if resuming else []
         run.write_manifest(recipe=recipe.name, status="running", step=step, error=None,
-                           **({} if resuming else {"completed": [], "artifacts": [], "info": {}}))
+                           completed=done, **({} if resuming else {"artifacts": [], "info": {}}))
         state: PipelineState | None = None
         try:
             state = _start(recipe, run, inputs, resuming, step)
@@ -88,9 +90,10 @@ def _steps(state: PipelineState, first: Step, until: Literal["train", "benchmark
     run, recipe = state.run, state.recipe
     if first == "model":
         _train(state)
-        if until == "train":
+        if until == "train":  # a trained model, not the model step of compress
             save_models(state)
-            _complete(state, "model", "done", status="complete")
+            run.write_manifest(completed=[], step="done", status="complete",
+                               artifacts=state.artifacts, info=state.info)
             return RunResult(run.path)
         if recipe.search is not None:
             report = _search(state, recipe.search)
@@ -143,7 +146,8 @@ def quantize_run(run_dir: Path, recipe: Recipe | None = None, *,
 
     ``recipe`` defaults to the run's own ``recipe.yaml``; its data section gives the
     calibration and check images. A graph that a report of the run measured is replaced only
-    with ``replace`` (those reports are then removed). Returns the artifacts added.
+    with ``replace`` (those reports are then renamed ``report.stale.json``). Returns the
+    artifacts added.
     """
     from edgevision.quantization.config import QuantizeConfig
     from edgevision.recipe import load_recipe
@@ -158,22 +162,28 @@ def quantize_run(run_dir: Path, recipe: Recipe | None = None, *,
         configs = [c for c in recipe.stages if isinstance(c, QuantizeConfig)]
         if not configs:
             raise EdgevisionError(f"recipe {recipe.name!r} has no quantize stage")
+        dataset = Dataset.from_spec(recipe.data, recipe.seed)
+        check_calibration(recipe, dataset)  # a bad source fails before any file is replaced
         written = sorted({name for config in configs for name in written_files(config)})
         _clear_stale_reports(run, [n for n in written if (run.path / n).exists()], replace)
         info = dict(manifest.get("info", {}))
-        state = PipelineState(recipe, run, Dataset.from_spec(recipe.data, recipe.seed),
+        state = PipelineState(recipe, run, dataset,
                               model=None,  # type: ignore[arg-type]  # loaded when QAT needs it
                               variant=info.get("model", {}).get("variant", "fp32"), info=info,
                               artifacts=list(manifest.get("artifacts", [])))
         log(f"quantizing {run.path / ONNX_FILE}")
-        _run_stages(state, "artifact")
-        run.write_manifest(artifacts=state.artifacts, info=state.info)
+        try:
+            _run_stages(state, "artifact")
+        finally:  # the manifest lists what exists, whether the stage finished or not
+            run.write_manifest(info=state.info, artifacts=[
+                a for a in state.artifacts if (run.path / a["path"]).exists()])
         return [a for a in state.artifacts if a["path"] in written]
 
 
 def _clear_stale_reports(run: RunDir, replaced: list[str], allowed: bool) -> None:
     """Refuse to replace files a report of the run measured, unless ``allowed``: then those
-    reports are removed (their figures would describe files that no longer exist)."""
+    reports are renamed ``report.stale.json`` (their figures describe files that will no longer
+    exist)."""
     from edgevision.benchmarking.report import reports_measuring
 
     stale = reports_measuring(run.path, replaced)
@@ -183,11 +193,14 @@ def _clear_stale_reports(run: RunDir, replaced: list[str], allowed: bool) -> Non
     if not allowed:
         raise EdgevisionError(f"{', '.join(replaced)} in {run.path} were measured in {names}; "
                               "quantizing again replaces them: pass --replace (those reports "
-                              "are removed) or copy the run directory first")
-    for report in stale:
-        report.unlink()
-        report.with_suffix(".csv").unlink(missing_ok=True)
-    log(f"[yellow]removed {names}: it measured the files replaced now[/yellow]")
+                              "are kept aside as report.stale.json) or copy the run directory "
+                              "first")
+    for report in stale:  # kept aside, figures and all, as the stale report they now are
+        for file in (report, report.with_suffix(".csv")):
+            if file.exists():
+                file.replace(file.with_name(f"{file.stem}.stale{file.suffix}"))
+    log(f"[yellow]{names} measured files made again now: kept aside as report.stale.json"
+        "[/yellow]")
 
 
 def _start(recipe: Recipe, run: RunDir, inputs: Inputs, resume: bool, step: Step

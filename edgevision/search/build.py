@@ -95,7 +95,7 @@ def _build_level(state: PipelineState, spec: SearchSpec, level: float,
             get_stage("distill").handler(distill, sub)
     save_models(sub)
     export_models(sub)
-    target = str(spec.quantize.get("target", "cpu"))
+    target = spec.quantize_config(["int8"]).target
     derived: list[str] = [p for p in ("int8", "fp16") if p in spec.precisions
                or (p == "int8" and {"int8-mixed", "qat"} & set(spec.precisions))]
     if derived:
