@@ -195,7 +195,8 @@ def benchmark(
              "file.")],
     backend: Annotated[list[str] | None, typer.Option(
         "--backend", "-b", help="Backend to run (repeatable): pytorch, onnxruntime, "
-                                "onnxruntime-openvino, tensorrt (`edgevision list backends`). "
+                                "openvino, onnxruntime-openvino, tensorrt (`edgevision list "
+                                "backends`). "
                                 "Default: the recipe's, else every backend installed here "
                                 "that runs the file.")] = None,
     batch: Annotated[list[int] | None, typer.Option(

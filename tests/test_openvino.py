@@ -1,9 +1,11 @@
-"""The onnxruntime-openvino backend (ONNX Runtime's OpenVINO execution provider) on a real
-exported ResNet-20 and its INT8 QDQ graph, against the CPU provider on CIFAR-10 JPEG images.
+"""OpenVINO on a real exported ResNet-20 and its INT8 QDQ and FP16 graphs, against ONNX
+Runtime's CPU provider on CIFAR-10 JPEG images: the `openvino` backend (OpenVINO's own runtime,
+the `openvino` extra, installed in .venv) and the `onnxruntime-openvino` backend (ONNX Runtime's
+OpenVINO execution provider).
 
-The positive tests need the onnxruntime-openvino build: `scripts/test` runs them in
-.venv-openvino with EDGEVISION_REQUIRE_OPENVINO=1, where they fail rather than skip. Where the
-build is absent (the main .venv) the backend's unavailability is tested instead."""
+The onnxruntime-openvino tests need that build: `scripts/test` runs them in .venv-openvino with
+EDGEVISION_REQUIRE_OPENVINO=1, where they fail rather than skip. Where the build is absent (the
+main .venv) the backend's unavailability is tested instead."""
 
 from __future__ import annotations
 
@@ -13,10 +15,11 @@ import numpy as np
 import pytest
 
 from edgevision.backends import OnnxRuntimeBackend, OnnxRuntimeOpenVinoBackend, get_backend
+from edgevision.backends.openvino import OpenVinoBackend
 from edgevision.benchmarking import Artifact, measure_accuracy
 from edgevision.benchmarking.runner import benchmark_artifacts
 from edgevision.data import Dataset
-from edgevision.errors import BackendUnavailableError
+from edgevision.errors import ArtifactError, BackendUnavailableError
 from edgevision.pipeline.benchmark import benchmark
 from edgevision.recipe import BenchmarkSpec, DataSpec
 from tests.conftest import CIFAR_ARCHIVE, OPENVINO, export_resnet20, needs_openvino
@@ -37,7 +40,9 @@ def models(tmp_path_factory: pytest.TempPathFactory, cifar_archive: Path,
     prepared = prepare_model(fp32, folder / "model.prep.onnx")
     int8 = quantize_int8(prepared, folder / "model.int8.onnx", Int8Options(TARGETS["cpu"]),
                          reader=BatchReader(dataset.calibration_set(), "input", 64))
-    return {"fp32": fp32, "int8": int8}
+    from edgevision.quantization.fp16 import convert_fp16
+
+    return {"fp32": fp32, "int8": int8, "fp16": convert_fp16(fp32, folder / "model.fp16.onnx")}
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +119,8 @@ def test_unavailable_here_says_how_to_install(models: dict[str, Path], test_imag
     # out while another one runs the file
     report = benchmark(models["fp32"], batch_sizes=[1], warmup=1, iterations=2,
                        data=CIFAR_ARCHIVE, limit=32)
-    assert [row["backend"] for row in report["rows"]] == ["onnxruntime"]
+    installed = ["onnxruntime", *(["openvino"] if OpenVinoBackend.availability().ok else [])]
+    assert [row["backend"] for row in report["rows"]] == installed
 
 
 @pytest.mark.openvino  # runs in both environments
@@ -127,3 +133,83 @@ def test_environment_records_the_onnxruntime_that_ran() -> None:
     assert versions["onnxruntime"] == onnxruntime.__version__
     if OPENVINO.ok:  # .venv-openvino: its build, not .venv's onnxruntime metadata beneath it
         assert versions["onnxruntime-openvino"] == onnxruntime.__version__
+
+
+# --- the openvino backend: OpenVINO's own runtime (in .venv) ---
+
+
+def test_native_fp32_logits_match_the_cpu_provider(models: dict[str, Path],
+                                                   test_images: Dataset) -> None:
+    images = test_images.eval_set().first(64)
+    with OnnxRuntimeBackend(models["fp32"], threads=2) as cpu, \
+            OpenVinoBackend(models["fp32"], threads=2) as openvino:
+        expected, got = cpu.run(images), openvino.run(images)
+        single = openvino.run(images[:1])  # another batch size: its own compiled model
+        info = openvino.info
+    assert info.device == "cpu" and info.threads == 2 and info.precision == "fp32"
+    assert info.details["performance_hint"] == "LATENCY"
+    assert info.details["inference_precision"] == "f32"  # not the CPU plugin's bf16 default
+    assert info.details["runtime"].startswith("openvino ")
+    np.testing.assert_allclose(got, expected, atol=1e-3, rtol=1e-3)
+    np.testing.assert_allclose(single, expected[:1], atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_native_top1_matches_the_cpu_provider(models: dict[str, Path], test_images: Dataset,
+                                              precision: str) -> None:
+    """The cpu target's Q/DQ INT8 graph and the FP16 graph: OpenVINO's top-1 on 500 real
+    images within 0.5 points of ONNX Runtime's CPU provider on the same file."""
+    eval_set = test_images.eval_set()
+    with OnnxRuntimeBackend(models[precision], threads=2) as cpu, \
+            OpenVinoBackend(models[precision], threads=2) as openvino:
+        on_cpu = measure_accuracy(cpu, eval_set, 64)
+        on_openvino = measure_accuracy(openvino, eval_set, 64)
+    assert on_openvino.images == on_cpu.images == 500
+    assert on_cpu.top1 > 80.0  # a working model, not noise
+    assert abs(on_openvino.top1 - on_cpu.top1) <= 0.5
+
+
+def test_native_graph_it_cannot_read_is_an_error_row(models: dict[str, Path],
+                                                     test_images: Dataset,
+                                                     tmp_path: Path) -> None:
+    """An operator OpenVINO does not know: a one-line error, in the report a row's error while
+    the other backends and files go on."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Mystery", ["input"], ["logits"], domain="com.example")], "mystery",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 10])])
+    odd = tmp_path / "mystery.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18),
+                                                      helper.make_opsetid("com.example", 1)]),
+              str(odd))
+    with pytest.raises(ArtifactError, match="OpenVINO cannot read it") as caught, \
+            OpenVinoBackend(odd):
+        pass
+    assert "\n" not in str(caught.value)
+    spec = BenchmarkSpec(backends=["openvino"], batch_sizes=[1], warmup=1, iterations=2,
+                         threads=2)
+    rows = benchmark_artifacts([Artifact("odd", odd), Artifact("fp32", models["fp32"])], spec,
+                               test_images.eval_set())
+    assert "OpenVINO cannot read it" in (rows[0].error or "")
+    assert rows[1].error is None and rows[1].accuracy is not None
+
+
+def test_native_not_installed_says_how_to_install(models: dict[str, Path],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what a missing package looks like
+    status = OpenVinoBackend.availability()
+    assert not status.ok and "pip install 'edgevision[openvino]'" in status.reason
+    with pytest.raises(BackendUnavailableError, match="'openvino' is unavailable"), \
+            OpenVinoBackend(models["fp32"]):
+        pass
+
+
+def test_native_cpu_only(models: dict[str, Path]) -> None:
+    with pytest.raises(BackendUnavailableError, match="runs on the CPU only"), \
+            OpenVinoBackend(models["fp32"], device="cuda"):
+        pass

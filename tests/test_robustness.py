@@ -391,7 +391,7 @@ def test_targets_get_their_own_graphs_and_measured_ones_are_not_replaced(
                          warmup=0, limit=10)
     cpu_graph = (run_dir / "model.int8.onnx").read_bytes()
     added = quantize_run(run_dir, recipe("tensorrt"))
-    assert [a["path"] for a in added] == ["model.int8.trt.onnx"]
+    assert [(a["path"], a["variant"]) for a in added] == [("model.int8.trt.onnx", "int8-trt")]
     assert (run_dir / "model.int8.onnx").read_bytes() == cpu_graph
     paths = [a["path"] for a in json.loads((run_dir / MANIFEST).read_text())["artifacts"]]
     assert {"model.int8.onnx", "model.int8.trt.onnx"} <= set(paths)

@@ -1,5 +1,5 @@
 """Backends behind one small interface: PyTorch eager (baseline), ONNX Runtime (CPU/CUDA, or
-OpenVINO's execution provider) and TensorRT.
+OpenVINO's execution provider), OpenVINO's own runtime and TensorRT.
 
 ``edgevision.backends.tensorrt`` is the only package allowed to import ``tensorrt`` (a ruff
 rule), and only lazily.
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from edgevision.backends.base import Availability, Backend, InputSpec, SessionInfo
 from edgevision.backends.onnxruntime import OnnxRuntimeBackend, OnnxRuntimeOpenVinoBackend
+from edgevision.backends.openvino import OpenVinoBackend
 from edgevision.backends.pytorch import PyTorchBackend
 from edgevision.backends.tensorrt import TensorRTBackend
 from edgevision.registry import Registry
@@ -19,6 +20,7 @@ BACKENDS: Registry[type[Backend]] = Registry("backend", hint="see `edgevision li
 BACKENDS.register("pytorch")(PyTorchBackend)
 BACKENDS.register("onnxruntime")(OnnxRuntimeBackend)
 BACKENDS.register("onnxruntime-openvino")(OnnxRuntimeOpenVinoBackend)
+BACKENDS.register("openvino")(OpenVinoBackend)
 BACKENDS.register("tensorrt")(TensorRTBackend)
 
 

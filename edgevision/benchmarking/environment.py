@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 LIBRARIES = ("edgevision", "torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu",
-             "onnxruntime-openvino", "numpy", "torch-pruning", "tensorrt")
+             "onnxruntime-openvino", "openvino", "numpy", "torch-pruning", "tensorrt")
 #: distributions whose imported module can differ from the installed metadata: the ONNX Runtime
 #: builds all install the `onnxruntime` module, and .venv-openvino sees two of them
 MODULES = {"onnxruntime": "onnxruntime", "torch": "torch", "numpy": "numpy"}

@@ -94,7 +94,7 @@ class SearchSpec(BaseModel):
         for name in self.backends:
             if not BACKENDS.get(name).accepts(Path("candidate.onnx")):
                 raise ValueError(f"search.backends: {name!r} does not run ONNX graphs (the "
-                                 "candidates); use onnxruntime or onnxruntime-openvino")
+                                 "candidates); use onnxruntime, openvino or onnxruntime-openvino")
         return self
 
     @property

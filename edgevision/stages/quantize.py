@@ -61,7 +61,8 @@ def _int8(config: QuantizeConfig, state: PipelineState, fp32: Path,
                             state.dataset, work)
     info = result.info
     quantization = {"target": config.target, "calibration": info["calibration"]}
-    variant = state.variant_with("int8")
+    # the tensorrt target's graph is another artifact: its own variant name in reports
+    variant = state.variant_with("int8" if config.target == "cpu" else "int8-trt")
     write_metadata(result.path, {**metadata, "variant": variant, "precision": "int8",
                                  "quantization": {**quantization, "fp32_layers": []}})
     state.add_artifact(variant, result.path)
