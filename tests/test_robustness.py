@@ -426,7 +426,8 @@ def test_benchmark_measuring_nothing_exits_2_with_the_report(tiny_run_dir: Path,
     data = make_folder(tmp_path / "big", {label: (40, 40) for label in labels})
     out = tmp_path / "out"
     result = runner.invoke(app, ["benchmark", str(tiny_run_dir / "model.onnx"), "--data",
-                                 str(data), "--out", str(out), "--json", *BENCH_FAST])
+                                 str(data), "--out", str(out), "--json", "--backend",
+                                 "onnxruntime", *BENCH_FAST])
     assert result.exit_code == 2, result.output
     (line,) = error_lines(result.output)
     assert "nothing could be measured" in line and "does not match" in line, line
@@ -436,7 +437,7 @@ def test_benchmark_measuring_nothing_exits_2_with_the_report(tiny_run_dir: Path,
     assert json.loads((out / "report.json").read_text())["rows"][0]["error"] == row["error"]
     with pytest.raises(BenchmarkError, match="nothing could be measured") as caught:
         edgevision.benchmark(tiny_run_dir / "model.onnx", data=data, batch_sizes=[1],
-                             iterations=1, warmup=0)
+                             iterations=1, warmup=0, backends=["onnxruntime"])
     assert caught.value.report["rows"][0]["error"] == row["error"]
 
 

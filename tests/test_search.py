@@ -57,9 +57,16 @@ def test_every_candidate_is_measured(search_run: tuple[Path, Path, dict[str, Any
     assert "pruned50/int8-mixed" not in names
     for row in rows(report):
         assert row.error is None and row.top1 is not None and row.p50_ms is not None
+        assert row.select_top1 is not None and row.select_drop is not None
         assert row.b1_p50_ms is not None and row.spread_pct is not None
     by_name = {row.name: row for row in rows(report)}
     assert by_name["base/fp32"].drop == 0.0 and by_name["base/fp32"].speedup == 1.0
+    assert by_name["base/fp32"].select_drop == 0.0
+    # chosen on the 200 validation images held out of the training split; reported on the
+    # 300 evaluation images
+    settings = report["settings"]
+    assert (settings["select_split"], settings["select_images"]) == ("validation", 200)
+    assert (settings["eval_split"], settings["eval_images"]) == ("test", 300)
     macs = by_name["pruned50/fp32"].macs
     assert macs is not None and macs <= 0.5 * (by_name["base/fp32"].macs or 0)
 
@@ -69,7 +76,8 @@ def test_search_picks_fastest_within_budget(search_run: tuple[Path, Path, dict[s
                                             ) -> None:
     run_dir, _, report = search_run
     measured = [r for r in rows(report, None) if r.error is None]
-    eligible = [r for r in measured if r.drop is not None and r.drop <= SEARCH["accuracy_budget"]]
+    eligible = [r for r in measured if r.select_drop is not None
+                and r.select_drop <= SEARCH["accuracy_budget"]]
     assert eligible  # base/fp32 always is
     fastest = min(eligible, key=lambda r: r.p50_ms or 0.0)
     choice = report["choice"]
@@ -121,7 +129,7 @@ def test_pareto_front_is_non_dominated(search_run: tuple[Path, Path, dict[str, A
     from edgevision.search.plot import pareto_front
 
     _, _, report = search_run
-    points = [(r.p50_ms or 0.0, r.top1 or 0.0, r.name) for r in rows(report)]
+    points = [(r.p50_ms or 0.0, r.select_top1 or 0.0, r.name) for r in rows(report)]
     front = pareto_front(points)
     assert front and front[0][0] == min(p[0] for p in points)
     for latency, top1, _ in points:
@@ -168,28 +176,64 @@ def test_resume_with_other_backends_builds_nothing(
     compress(load_recipe(recipe_path), out=run_dir, resume=True)  # back as the module had it
 
 
-def test_quantization_gets_the_budget_pruning_left_on_the_eval_split(
+def test_quantization_gets_the_budget_pruning_left_on_the_selection_images(
         search_run: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> None:
     from edgevision.data import Dataset
     from edgevision.search.build import _quantize_budget
+    from edgevision.search.splits import search_splits
 
     run_dir, recipe_path, report = search_run
     by_name = {row.name: row for row in rows(report)}
-    base, pruned = by_name["base/fp32"].top1, by_name["pruned50/fp32"].top1
+    base, pruned = by_name["base/fp32"].select_top1, by_name["pruned50/fp32"].select_top1
     assert base is not None and pruned is not None
     recipe = load_recipe(recipe_path)
-    eval_set = Dataset.from_spec(recipe.data, recipe.seed).eval_set()
+    dataset = Dataset.from_spec(recipe.data, recipe.seed)
     spec = SearchSpec.model_validate({**SEARCH, "accuracy_budget": base - pruned + 10.0})
+    splits = search_splits(dataset, dataset.eval_set(), spec, recipe.seed)
     # measured afresh (a run directory holding only the two FP32 models) and cached
     for level in ("base", "pruned50"):
         (tmp_path / "search" / level).mkdir(parents=True)
         shutil.copy(run_dir / "search" / level / "model.onnx", tmp_path / "search" / level)
-    state = SimpleNamespace(run=SimpleNamespace(path=tmp_path), eval_set=eval_set)
-    left = _quantize_budget(state, spec, 0.5)  # type: ignore[arg-type]
+    state = SimpleNamespace(run=SimpleNamespace(path=tmp_path))
+    left = _quantize_budget(state, spec, 0.5, splits)  # type: ignore[arg-type]
     assert left == pytest.approx(10.0)
     cached = json.loads((tmp_path / "search" / "measurements.json").read_text())
-    assert {name: cached[name]["top1"] for name in cached} == {"base/fp32": base,
-                                                               "pruned50/fp32": pruned}
+    assert {name: cached[name]["select_top1"] for name in cached} == {"base/fp32": base,
+                                                                      "pruned50/fp32": pruned}
+
+
+def test_the_choice_follows_the_selection_images_not_the_reported_ones(
+        search_run: tuple[Path, Path, dict[str, Any]]) -> None:
+    """Two candidates whose selection and report figures disagree: within the budget on the
+    selection images but not on the report images, and the other way round. The choice follows
+    the selection images."""
+    from edgevision.search.select import choose
+
+    _, _, report = search_run
+    fast, slow = sorted(rows(report), key=lambda r: r.p50_ms or 0.0)[:2]
+    fast = fast.model_copy(update={"select_drop": 0.3, "drop": 0.9})
+    slow = slow.model_copy(update={"select_drop": 0.8, "drop": 0.1})
+    spec = SearchSpec.model_validate({**SEARCH, "accuracy_budget": 0.5})
+    assert choose([slow, fast], spec).chosen == fast.name
+    swapped = [fast.model_copy(update={"select_drop": 0.9, "drop": 0.3}),
+               slow.model_copy(update={"select_drop": 0.1, "drop": 0.8})]
+    assert choose(swapped, spec).chosen == slow.name
+
+
+def test_selection_on_half_the_evaluation_split(cifar_archive: Path) -> None:
+    from edgevision.data import Dataset, DataSpec
+    from edgevision.errors import DataError
+    from edgevision.search.splits import search_splits
+
+    dataset = Dataset.from_spec(DataSpec(root=cifar_archive, eval_limit=301, val_size=0))
+    eval_set = dataset.eval_set()
+    halves = search_splits(dataset, eval_set, SearchSpec(select_on="eval_half"), 0)
+    select, report = set(halves.select.indices), set(halves.report.indices)
+    assert len(select) == 150 and len(report) == 151 and not select & report
+    assert select | report == set(eval_set.indices)
+    assert halves.select.name == "test (selection half)"
+    with pytest.raises(DataError, match="needs a validation hold-out"):
+        search_splits(dataset, eval_set, SearchSpec(select_on="validation"), 0)
 
 
 @pytest.mark.skipif(OPENVINO.ok, reason="onnxruntime-openvino is installed here")
@@ -233,6 +277,7 @@ def test_figures_from_another_backend_or_install_are_measured_again(
     from edgevision.data import Dataset
     from edgevision.search.build import Candidate
     from edgevision.search.measure import measure_candidates
+    from edgevision.search.splits import search_splits
 
     run_dir, recipe_path, _ = search_run
     cached = json.loads((run_dir / "search" / "measurements.json").read_text())
@@ -244,8 +289,9 @@ def test_figures_from_another_backend_or_install_are_measured_again(
     spec = SearchSpec.model_validate({**SEARCH, "backends": ["onnxruntime"]})
     candidate = Candidate("base/fp32", 0.0, "fp32", "search/base/model.onnx")
     recipe = load_recipe(recipe_path)
-    eval_set = Dataset.from_spec(recipe.data, recipe.seed).eval_set()
-    measured = measure_candidates([candidate], spec, eval_set, run_dir, foreign)
+    dataset = Dataset.from_spec(recipe.data, recipe.seed)
+    splits = search_splits(dataset, dataset.eval_set(), spec, recipe.seed)
+    measured = measure_candidates([candidate], spec, splits, run_dir, foreign)
     assert measured["base/fp32"].top1 == entry["top1"]  # measured again, not the -1 cached
     assert measured["base/fp32"].runtime == entry["runtime"]
 

@@ -37,6 +37,12 @@ class SearchSpec(BaseModel):
         "unavailable here is skipped with the reason in the report")
     batch: int = Field(64, ge=1, description="the batch size the budget and choice refer to "
                        "(batch 1 is measured too)")
+    select_on: Literal["validation", "eval_half"] = Field(
+        "validation", description="the images the choice and the quantize budgets are made on: "
+        "'validation', the training split's hold-out (data.val_size images); 'eval_half', a "
+        "seeded half of the evaluation split (the other half reports), for a checkpoint trained "
+        "on the whole training split, which has seen the hold-out. Every candidate's accuracy is "
+        "also reported on the evaluation split (its other half with eval_half)")
     accuracy_budget: float | None = Field(0.5, ge=0, description="maximum top-1 drop (points) "
                                           "against the unpruned FP32 model: pick the fastest")
     latency_budget_ms: float | None = Field(None, gt=0, description="maximum p50 at `batch`: "

@@ -18,6 +18,7 @@ from edgevision.rundir import RunDir, quantized_file
 from edgevision.stages import get_stage
 
 if TYPE_CHECKING:
+    from edgevision.search.splits import Splits
     from edgevision.stages.state import PipelineState
 
 LEVEL_FILE = "level.json"
@@ -56,15 +57,18 @@ def _level_folder(run_root: Path, level: float) -> Path:
     return run_root / "search" / level_name(level)
 
 
-def build_candidates(state: PipelineState, spec: SearchSpec) -> list[Candidate]:
-    """All candidates of the search, building the levels not built yet."""
+def build_candidates(state: PipelineState, spec: SearchSpec, splits: Splits
+                     ) -> list[Candidate]:
+    """All candidates of the search, building the levels not built yet (the quantize budgets
+    measured on ``splits.select``)."""
     candidates: list[Candidate] = []
     for level in spec.prune_levels:
-        candidates += _level(state, spec, level)
+        candidates += _level(state, spec, level, splits)
     return candidates
 
 
-def _level(state: PipelineState, spec: SearchSpec, level: float) -> list[Candidate]:
+def _level(state: PipelineState, spec: SearchSpec, level: float, splits: Splits
+           ) -> list[Candidate]:
     folder = _level_folder(state.run.path, level)
     done = folder / LEVEL_FILE
     if done.is_file():
@@ -72,7 +76,7 @@ def _level(state: PipelineState, spec: SearchSpec, level: float) -> list[Candida
         return [Candidate(**c) for c in json.loads(done.read_text(encoding="utf-8"))]
     log(f"search: building {level_name(level)} ({100 * (1 - level):.0f}% of the MACs)")
     try:
-        candidates = _build_level(state, spec, level, folder)
+        candidates = _build_level(state, spec, level, folder, splits)
     except EdgevisionError as exc:
         log(f"[yellow]search: {level_name(level)} failed: {exc}[/yellow]")
         return [Candidate(f"{level_name(level)}/{p}", level, p, None, error=str(exc))
@@ -82,7 +86,7 @@ def _level(state: PipelineState, spec: SearchSpec, level: float) -> list[Candida
 
 
 def _build_level(state: PipelineState, spec: SearchSpec, level: float,
-                 folder: Path) -> list[Candidate]:
+                 folder: Path, splits: Splits) -> list[Candidate]:
     from edgevision.stages.state import PipelineState, export_models, save_models
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -99,7 +103,7 @@ def _build_level(state: PipelineState, spec: SearchSpec, level: float,
     derived: list[str] = [p for p in ("int8", "fp16") if p in spec.precisions
                or (p == "int8" and {"int8-mixed", "qat"} & set(spec.precisions))]
     if derived:
-        budget = _quantize_budget(state, spec, level)
+        budget = _quantize_budget(state, spec, level, splits)
         get_stage("quantize").handler(spec.quantize_config(derived, budget), sub)
     macs = sub.info["model"]["macs"]
     run_root = state.run.path
@@ -115,34 +119,33 @@ def _build_level(state: PipelineState, spec: SearchSpec, level: float,
     return candidates
 
 
-def _quantize_budget(state: PipelineState, spec: SearchSpec, level: float) -> float | None:
+def _quantize_budget(state: PipelineState, spec: SearchSpec, level: float, splits: Splits
+                     ) -> float | None:
     """The accuracy budget left to quantization at this level: the search's budget minus what
     pruning already cost, the FP32 top-1 of this level against the unpruned model on the
-    evaluation split (None: no FP32 fallback or QAT variant is worth building, or none was
-    asked for).
-
-    The evaluation split is the one the search chooses on; the validation hold-out would
-    overstate the cost whenever the unpruned model was trained on it (a checkpoint trained on
-    the whole training split, as pretrained ones are)."""
+    selection images (None: no FP32 fallback or QAT variant is worth building, or none was
+    asked for)."""
     wanted = {"int8-mixed", "qat"} & set(spec.precisions)
     if not wanted or spec.accuracy_budget is None:
         return None
     if level == 0:
         return spec.accuracy_budget
-    pruning_cost = _fp32_top1(state, spec, 0.0) - _fp32_top1(state, spec, level)
+    pruning_cost = (_fp32_top1(state, spec, 0.0, splits)
+                    - _fp32_top1(state, spec, level, splits))
     remaining = round(spec.accuracy_budget - pruning_cost, 6)  # top-1s are k/N: no 0.2399999
+    where = f"the {len(splits.select)} {splits.select.name} images"
     if remaining <= 0:
         log(f"search: pruning to {level_name(level)} alone costs {pruning_cost:.2f} points on "
-            f"the {state.eval_set.name} split (budget {spec.accuracy_budget}): no "
-            f"{'/'.join(sorted(wanted))} variant can meet it, none is built")
+            f"{where} (budget {spec.accuracy_budget}): no {'/'.join(sorted(wanted))} variant "
+            "can meet it, none is built")
         return None
-    log(f"search: pruning to {level_name(level)} costs {pruning_cost:.2f} points on the "
-        f"{state.eval_set.name} split; {remaining:.2f} are left to quantization")
+    log(f"search: pruning to {level_name(level)} costs {pruning_cost:.2f} points on {where}; "
+        f"{remaining:.2f} are left to quantization")
     return remaining
 
 
-def _fp32_top1(state: PipelineState, spec: SearchSpec, level: float) -> float:
-    """A level's FP32 top-1 on the evaluation split (measured once: the search's measurements
+def _fp32_top1(state: PipelineState, spec: SearchSpec, level: float, splits: Splits) -> float:
+    """A level's FP32 top-1 on the selection images (measured once: the search's measurements
     cache it)."""
     from edgevision.search.measure import MEASUREMENTS_FILE, candidate_accuracy
 
@@ -150,7 +153,7 @@ def _fp32_top1(state: PipelineState, spec: SearchSpec, level: float) -> float:
     model = _level_folder(run_root, level) / precision_file("fp32", "cpu")
     candidate = Candidate(f"{level_name(level)}/fp32", level, "fp32",
                           model.relative_to(run_root).as_posix())
-    measured = candidate_accuracy(candidate, spec, state.eval_set, run_root,
+    measured = candidate_accuracy(candidate, spec, splits, run_root,
                                   run_root / MEASUREMENTS_FILE)
-    assert measured.top1 is not None
-    return measured.top1
+    assert measured.select_top1 is not None
+    return measured.select_top1

@@ -22,6 +22,7 @@ from edgevision.io import write_json_atomic
 from edgevision.progress import log, progress_bar
 from edgevision.recipe.search import SearchSpec
 from edgevision.search.build import Candidate
+from edgevision.search.splits import Splits
 
 #: the measurements of a search, relative to its run directory
 MEASUREMENTS_FILE = "search/measurements.json"
@@ -55,9 +56,13 @@ class Measurement:
     #: ``Backend.runtime()`` of the install that measured it (a cached figure from another
     #: backend or install is measured again)
     runtime: str | None = None
+    #: on the report images (the evaluation split, or its report half)
     top1: float | None = None
     top5: float | None = None
     images: int | None = None
+    #: on the selection images (what the choice and the budgets use)
+    select_top1: float | None = None
+    select_images: int | None = None
     size_bytes: int | None = None
     timings: list[Timing] = field(default_factory=list)
     error: str | None = None
@@ -89,12 +94,13 @@ def variants(candidates: list[Candidate], spec: SearchSpec) -> list[Variant]:
             for backend in spec.backends for c in candidates]
 
 
-def measure_candidates(candidates: list[Candidate], spec: SearchSpec, eval_set: EvalSet,
+def measure_candidates(candidates: list[Candidate], spec: SearchSpec, splits: Splits,
                        run_dir: Path, cache: Path) -> dict[str, Measurement]:
     """Measure each candidate on each backend (the variants ``cache`` does not hold yet) and
     return every measurement, by variant name.
 
-    Accuracy is measured once per variant (and cached at once). Timing is all-or-nothing:
+    Accuracy (on the selection and the report images, through the session that is then timed)
+    is measured once per variant (and cached at once). Timing is all-or-nothing:
     whenever any variant lacks it, every runnable variant is timed again in the same
     interleaved rounds, so figures compared in one report always come from one session. A
     backend unavailable here gives its variants the reason as their error.
@@ -110,22 +116,23 @@ def measure_candidates(candidates: list[Candidate], spec: SearchSpec, eval_set: 
             done[variant.name] = Measurement(variant.name, variant.backend, error=reason)
         elif variant.candidate.path:
             runnable.append(variant)
-    if all(v.name in done and done[v.name].timings for v in runnable):
+    if all(v.name in done and done[v.name].timings and _has_accuracy(done[v.name])
+           for v in runnable):
         return done
     batches = sorted({1, spec.batch})
     with contextlib.ExitStack() as stack:
         sessions = _open_sessions(runnable, spec, run_dir, stack, done)
         for name, session in list(sessions.items()):
-            if done[name].top1 is not None:
+            if _has_accuracy(done[name]):
                 continue  # accuracy cached from an earlier (interrupted) search or the build
             try:
-                _measure_accuracy(done[name], session, spec, eval_set)
+                _measure_accuracy(done[name], session, spec, splits)
             except EdgevisionError as exc:  # a candidate that fails to run is kept, with why
                 done[name].error = str(exc)
                 del sessions[name]
                 continue
             _save(cache, done)
-        samples = _interleaved_rounds(sessions, spec, eval_set, batches, done)
+        samples = _interleaved_rounds(sessions, spec, splits.report, batches, done)
         for name, by_batch in samples.items():
             if done[name].error is None:
                 done[name].timings = [_timing(batch, rounds)
@@ -134,17 +141,17 @@ def measure_candidates(candidates: list[Candidate], spec: SearchSpec, eval_set: 
     return done
 
 
-def candidate_accuracy(candidate: Candidate, spec: SearchSpec, eval_set: EvalSet,
+def candidate_accuracy(candidate: Candidate, spec: SearchSpec, splits: Splits,
                        run_dir: Path, cache: Path) -> Measurement:
-    """``candidate``'s top-1/top-5 on the evaluation split through the target backend (the
-    search's first): from ``cache`` when it holds them (measured by this backend and install),
-    else measured and cached, so the search's measurement of the same candidate reuses them.
-    Raises when the candidate cannot run."""
+    """``candidate``'s top-1 on the selection and report images through the target backend
+    (the search's first): from ``cache`` when it holds them (measured by this backend and
+    install), else measured and cached, so the search's measurement of the same candidate
+    reuses them. Raises when the candidate cannot run."""
     assert candidate.path is not None
     done = _load(cache)
     _forget_if_foreign(done, candidate.name, spec.target)
     measured = done.get(candidate.name)
-    if measured is not None and measured.top1 is not None:
+    if measured is not None and _has_accuracy(measured):
         return measured
     path = run_dir / candidate.path
     if not path.is_file():
@@ -152,7 +159,7 @@ def candidate_accuracy(candidate: Candidate, spec: SearchSpec, eval_set: EvalSet
     measured = Measurement(candidate.name, spec.target, _runtime(spec.target),
                            size_bytes=path.stat().st_size)
     with _session(spec.target, spec, path) as session:
-        _measure_accuracy(measured, session, spec, eval_set)
+        _measure_accuracy(measured, session, spec, splits)
     done[candidate.name] = measured
     _save(cache, done)
     return measured
@@ -184,11 +191,20 @@ def _unavailable(backend: str) -> str | None:
     return None if status.ok else f"backend {backend!r} is unavailable: {status.reason}"
 
 
+def _has_accuracy(measured: Measurement) -> bool:
+    """Both accuracies known (a cache from before the selection split lacks one)."""
+    return measured.top1 is not None and measured.select_top1 is not None
+
+
 def _measure_accuracy(measured: Measurement, session: Backend, spec: SearchSpec,
-                      eval_set: EvalSet) -> None:
-    log(f"search: accuracy of {measured.name} ({len(eval_set)} {eval_set.name} images)")
-    accuracy = measure_accuracy(session, eval_set, max(spec.batch, 32))
-    measured.top1, measured.top5, measured.images = accuracy.top1, accuracy.top5, accuracy.images
+                      splits: Splits) -> None:
+    batch = max(spec.batch, 32)
+    log(f"search: accuracy of {measured.name} ({len(splits.select)} {splits.select.name} "
+        f"images to choose on, {len(splits.report)} {splits.report.name} images to report)")
+    select = measure_accuracy(session, splits.select, batch)
+    measured.select_top1, measured.select_images = select.top1, select.images
+    report = measure_accuracy(session, splits.report, batch)
+    measured.top1, measured.top5, measured.images = report.top1, report.top5, report.images
 
 
 def _save(cache: Path, done: dict[str, Measurement]) -> None:

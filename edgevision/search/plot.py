@@ -32,17 +32,19 @@ def pareto_plot(report: SearchReport, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in report.rows if r.p50_ms is not None and r.top1 is not None]
-    points = [(float(r.p50_ms or 0.0), float(r.top1 or 0.0), r.name) for r in rows]
+    rows = [r for r in report.rows if r.p50_ms is not None and r.select_top1 is not None]
+    points = [(float(r.p50_ms or 0.0), float(r.select_top1 or 0.0), r.name) for r in rows]
     figure, axes = plt.subplots(figsize=(8, 5.5), dpi=120)
     measured_backends = dict.fromkeys(r.backend for r in rows)  # the target's first
     for backend, color in zip(measured_backends, BACKEND_COLORS, strict=False):
         mine = [r for r in rows if r.backend == backend]
-        axes.scatter([float(r.p50_ms or 0.0) for r in mine], [float(r.top1 or 0.0) for r in mine],
-                     color=color, zorder=3, label=f"candidate on {backend}")
+        axes.scatter([float(r.p50_ms or 0.0) for r in mine],
+                     [float(r.select_top1 or 0.0) for r in mine], color=color, zorder=3,
+                     label=f"candidate on {backend}")
     target = report.rows[0].backend if report.rows else ""
     for row in rows:  # the colour says the backend; other backends' labels go below the point
-        axes.annotate(row.name.split("@")[0], (float(row.p50_ms or 0.0), float(row.top1 or 0.0)),
+        axes.annotate(row.name.split("@")[0],
+                      (float(row.p50_ms or 0.0), float(row.select_top1 or 0.0)),
                       textcoords="offset points", fontsize=8,
                       xytext=(5, 4) if row.backend == target else (5, -11))
     front = pareto_front(points)
@@ -51,7 +53,7 @@ def pareto_plot(report: SearchReport, path: Path) -> Path:
     _budget_line(axes, report)
     chosen = next((r for r in rows if r.name == report.choice.chosen), None)
     if chosen is not None:
-        axes.scatter([float(chosen.p50_ms or 0.0)], [float(chosen.top1 or 0.0)], marker="*",
+        axes.scatter([float(chosen.p50_ms or 0.0)], [float(chosen.select_top1 or 0.0)], marker="*",
                      s=320, color="tab:red", zorder=4, label=f"chosen: {chosen.name}")
     env = report.environment
     latencies = [p[0] for p in points if p[0] > 0]
@@ -65,8 +67,8 @@ def pareto_plot(report: SearchReport, path: Path) -> Path:
         axes.xaxis.set_minor_formatter(plain)
     axes.set_xlabel(f"p50 latency at batch {report.batch} (ms{', log scale' if log_scale else ''}"
                     f", {env.get('cpu_count')} cores)")
-    axes.set_ylabel(f"top-1 accuracy (%, {report.settings.get('eval_split', 'evaluation')} "
-                    "split)")
+    axes.set_ylabel(f"top-1 accuracy (%, {report.settings.get('select_split', 'selection')} "
+                    "images: what the choice used)")
     axes.set_title(f"latency vs accuracy — {env.get('cpu')}")
     axes.grid(True, alpha=0.3)
     axes.legend(loc="best", fontsize=8)
@@ -78,8 +80,8 @@ def pareto_plot(report: SearchReport, path: Path) -> Path:
 
 def _budget_line(axes: Axes, report: SearchReport) -> None:
     baseline = next((r for r in report.rows if r.name == report.baseline), None)
-    if report.choice.rule.startswith("fastest") and baseline and baseline.top1 is not None:
-        level = baseline.top1 - report.choice.budget
+    if report.choice.rule.startswith("fastest") and baseline and baseline.select_top1 is not None:
+        level = baseline.select_top1 - report.choice.budget
         axes.axhline(level, color="tab:orange", linestyle="--",
                      label=f"accuracy budget ({report.choice.budget} points below "
                            f"{report.baseline})")

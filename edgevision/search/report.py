@@ -24,9 +24,13 @@ class Row(BaseModel):
     artifact: str | None
     size_bytes: int | None
     macs: int | None
+    #: on the report images (the evaluation split, or its report half)
     top1: float | None
     top5: float | None
     drop: float | None
+    #: on the selection images: what the choice used
+    select_top1: float | None
+    select_drop: float | None
     b1_p50_ms: float | None
     b1_p99_ms: float | None
     p50_ms: float | None
@@ -90,9 +94,9 @@ def search_table(report: SearchReport) -> Table:
     table = Table(title=f"edgevision search — {env.get('cpu')} ({env.get('cpu_count')} cores), "
                         f"{', '.join(backends(report)) or '-'}, batch {report.batch}"
                         f"; {report.choice.message}", title_justify="left")
-    for column in ("", "variant", "backend", "precision", "size MB", "MMACs", "top-1 %", "drop",
-                   "b1 p50/p99 ms", f"b{report.batch} p50/p99 ms", "spread %", "img/s",
-                   "speedup"):
+    for column in ("", "variant", "backend", "precision", "size MB", "MMACs", "sel. drop",
+                   "top-1 %", "drop", "b1 p50/p99 ms", f"b{report.batch} p50/p99 ms",
+                   "spread %", "img/s", "speedup"):
         table.add_column(column, justify="left" if column in ("", "variant", "backend",
                                                               "precision")
                          else "right")
@@ -116,8 +120,8 @@ def _cells(row: Row, chosen: str | None) -> list[str]:
     head = [mark, row.name, row.backend, row.precision, fmt(row.size_bytes, 2, 1e6),
             fmt(row.macs, 1, 1e6)]
     if row.error:
-        return [*head, f"[red]error: {row.error}[/red]", *[""] * 6]
-    return [*head, fmt(row.top1), fmt(row.drop),
+        return [*head, f"[red]error: {row.error}[/red]", *[""] * 7]
+    return [*head, fmt(row.select_drop), fmt(row.top1), fmt(row.drop),
             f"{fmt(row.b1_p50_ms)}/{fmt(row.b1_p99_ms)}", f"{fmt(row.p50_ms)}/{fmt(row.p99_ms)}",
             fmt(row.spread_pct, 1), fmt(row.throughput_ips, 0), f"{fmt(row.speedup)}x"]
 

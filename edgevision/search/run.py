@@ -21,6 +21,7 @@ from edgevision.search.measure import (
 )
 from edgevision.search.report import Row, SearchReport, search_csv, search_table
 from edgevision.search.select import choose, within_budget
+from edgevision.search.splits import search_splits
 
 if TYPE_CHECKING:
     from edgevision.stages.state import PipelineState
@@ -32,9 +33,10 @@ SUMMARY_FILE = "summary.md"
 
 def run_search(state: PipelineState, spec: SearchSpec) -> SearchReport:
     """Search the recipe's variants; write the report files and the deployable model."""
-    candidates = build_candidates(state, spec)
+    splits = search_splits(state.dataset, state.eval_set, spec, state.recipe.seed)
+    candidates = build_candidates(state, spec, splits)
     state.artifacts = [{"variant": c.name, "path": c.path} for c in candidates if c.path]
-    measured = measure_candidates(candidates, spec, state.eval_set, state.run.path,
+    measured = measure_candidates(candidates, spec, splits, state.run.path,
                                   state.run.path / MEASUREMENTS_FILE)
     baseline = f"{level_name(0.0)}/fp32"
     rows = _rows(candidates, measured, spec, baseline)
@@ -49,8 +51,9 @@ def run_search(state: PipelineState, spec: SearchSpec) -> SearchReport:
         schema_="edgevision.search/1",
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         environment=environment(),
-        settings={**spec.model_dump(mode="json"), "eval_split": state.eval_set.name,
-                  "eval_images": len(state.eval_set)},
+        settings={**spec.model_dump(mode="json"), "select_split": splits.select.name,
+                  "select_images": len(splits.select), "eval_split": splits.report.name,
+                  "eval_images": len(splits.report)},
         baseline=baseline, batch=spec.batch, rows=rows, choice=choice, plot=None,
         plot_error=None, summary=SUMMARY_FILE, run={"recipe": state.recipe.name})
     _plot(report, state)
@@ -64,6 +67,7 @@ def _rows(candidates: list[Candidate], measured: dict[str, Measurement], spec: S
           baseline: str) -> list[Row]:
     base = measured.get(baseline)
     base_top1 = base.top1 if base and not base.error else None
+    base_select = base.select_top1 if base and not base.error else None
     base_timing = base.timing(spec.batch) if base and not base.error else None
     rows = []
     for variant in variants(candidates, spec):
@@ -75,8 +79,8 @@ def _rows(candidates: list[Candidate], measured: dict[str, Measurement], spec: S
             name=variant.name, level=candidate.level, precision=candidate.precision,
             backend=variant.backend, artifact=candidate.path, size_bytes=m.size_bytes,
             macs=candidate.macs, top1=m.top1, top5=m.top5,
-            drop=(base_top1 - m.top1) if base_top1 is not None and m.top1 is not None
-            else None,
+            drop=_drop(base_top1, m.top1), select_top1=m.select_top1,
+            select_drop=_drop(base_select, m.select_top1),
             b1_p50_ms=one.p50_ms if one else None, b1_p99_ms=one.p99_ms if one else None,
             p50_ms=big.p50_ms if big else None, p90_ms=big.p90_ms if big else None,
             p99_ms=big.p99_ms if big else None, spread_pct=big.spread_pct if big else None,
@@ -86,6 +90,10 @@ def _rows(candidates: list[Candidate], measured: dict[str, Measurement], spec: S
         row.within_budget = within_budget(row, spec)
         rows.append(row)
     return rows
+
+
+def _drop(baseline: float | None, top1: float | None) -> float | None:
+    return baseline - top1 if baseline is not None and top1 is not None else None
 
 
 def _plot(report: SearchReport, state: PipelineState) -> None:
