@@ -315,3 +315,23 @@ def test_search_recipe_errors() -> None:
         validate_recipe({**base, "search": {"backends": ["onnxruntime-openvno"]}})
     assert validate_recipe({**base, "search": {"latency_budget_ms": 2}}).search.accuracy_budget \
         is None
+
+
+def test_a_batch_1_search_chooses_and_plots(tmp_path: Path, cifar_archive: Path,
+                                            resnet20_checkpoint: Path) -> None:
+    """Batch 1, a camera frame at a time, as the search's batch: timed, chosen, plotted."""
+    search = {**SEARCH, "prune_levels": [0.0], "precisions": ["fp32", "int8"], "batch": 1,
+              "backends": ["onnxruntime"], "rounds": 2}
+    path = tmp_path / "b1.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe_dict(cifar_archive, resnet20_checkpoint,
+                                                    search=search)))
+    result = compress(load_recipe(path), out=tmp_path / "run")
+    assert result.report is not None and result.report["batch"] == 1
+    measured = rows(result.report)
+    assert {row.name for row in measured} == {"base/fp32", "base/int8"}
+    for row in measured:  # the search batch is batch 1: one timing serves both columns
+        assert row.p50_ms is not None and row.p50_ms == row.b1_p50_ms
+    eligible = [r for r in measured if (r.select_drop or 0.0) <= search["accuracy_budget"]]
+    assert result.report["choice"]["chosen"] == min(eligible, key=lambda r: r.p50_ms or 0).name
+    assert (tmp_path / "run" / "pareto.png").read_bytes().startswith(b"\x89PNG")
+    assert "b1 p50/p99 ms" in (tmp_path / "run" / "summary.md").read_text()
