@@ -146,7 +146,9 @@ def test_native_fp32_logits_match_the_cpu_provider(models: dict[str, Path],
         expected, got = cpu.run(images), openvino.run(images)
         single = openvino.run(images[:1])  # another batch size: its own compiled model
         info = openvino.info
-    assert info.device == "cpu" and info.threads == 2 and info.precision == "fp32"
+        compiled = openvino._compiled[(1, *images.shape[1:])].get_compiled_model()
+        assert info.threads == int(compiled.get_property("INFERENCE_NUM_THREADS")) == 2
+    assert info.device == "cpu" and info.precision == "fp32"
     assert info.details["performance_hint"] == "LATENCY"
     assert info.details["inference_precision"] == "f32"  # not the CPU plugin's bf16 default
     assert info.details["runtime"].startswith("openvino ")
@@ -195,6 +197,39 @@ def test_native_graph_it_cannot_read_is_an_error_row(models: dict[str, Path],
                                test_images.eval_set())
     assert "OpenVINO cannot read it" in (rows[0].error or "")
     assert rows[1].error is None and rows[1].accuracy is not None
+
+
+def test_native_compiles_before_timing_and_keeps_few_models(models: dict[str, Path],
+                                                              test_images: Dataset,
+                                                              tmp_path: Path) -> None:
+    """The compile for a batch shape happens in ``prepare``, not in a timed run; a graph that
+    cannot take a batch size is a one-line error at that point."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgevision.backends.openvino import MAX_COMPILED
+    from edgevision.benchmarking.measure import time_runs
+
+    images = test_images.eval_set().first(64)
+    with OpenVinoBackend(models["fp32"], threads=2) as openvino:
+        times = time_runs(openvino, images, warmup=0, iterations=5)
+        assert (64, 3, 32, 32) in openvino._compiled
+        assert times.max() < 5 * np.median(times)  # no compile in the first timed run
+        for batch in range(1, MAX_COMPILED + 3):
+            openvino.run(images[:batch])
+        assert len(openvino._compiled) == MAX_COMPILED
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [4, 3 * 32 * 32])
+    graph = helper.make_graph(  # a batch of 4 written into the graph
+        [helper.make_node("Reshape", ["input", "shape"], ["logits"])], "fixed",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [4, 3072])], [shape])
+    fixed = tmp_path / "fixed.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(fixed))
+    with pytest.raises(ArtifactError, match="cannot compile it for the CPU at input shape "
+                                            r"\(1, 3, 32, 32\)") as caught, \
+            OpenVinoBackend(fixed):
+        pass
+    assert "\n" not in str(caught.value)
 
 
 def test_native_not_installed_says_how_to_install(models: dict[str, Path],

@@ -232,6 +232,10 @@ def test_selection_on_half_the_evaluation_split(cifar_archive: Path) -> None:
     assert len(select) == 150 and len(report) == 151 and not select & report
     assert select | report == set(eval_set.indices)
     assert halves.select.name == "test (selection half)"
+    again = search_splits(dataset, eval_set, SearchSpec(select_on="eval_half"), 0)
+    other = search_splits(dataset, eval_set, SearchSpec(select_on="eval_half"), 1)
+    assert again.select.indices == halves.select.indices  # seeded: the same halves
+    assert other.select.indices != halves.select.indices
     with pytest.raises(DataError, match="needs a validation hold-out"):
         search_splits(dataset, eval_set, SearchSpec(select_on="validation"), 0)
 
@@ -294,6 +298,12 @@ def test_figures_from_another_backend_or_install_are_measured_again(
     measured = measure_candidates([candidate], spec, splits, run_dir, foreign)
     assert measured["base/fp32"].top1 == entry["top1"]  # measured again, not the -1 cached
     assert measured["base/fp32"].runtime == entry["runtime"]
+    # a figure measured on other selection images (another val_size, say) is measured again
+    other_images = tmp_path / "other-images.json"
+    other_images.write_text(json.dumps({"base/fp32": {**entry, "select_images": 7,
+                                                      "select_top1": -1.0}}))
+    measured = measure_candidates([candidate], spec, splits, run_dir, other_images)
+    assert measured["base/fp32"].select_top1 == entry["select_top1"]
 
 
 def test_search_recipe_errors() -> None:
@@ -301,6 +311,10 @@ def test_search_recipe_errors() -> None:
     from edgevision.recipe.load import validate_recipe
 
     base = {"name": "s", "model": {"name": "resnet18"}, "data": {"root": os.devnull}}
+    with pytest.raises(RecipeError, match="data.val_size is 0"):
+        validate_recipe({**base, "data": {"root": os.devnull, "val_size": 0}, "search": {}})
+    validate_recipe({**base, "data": {"root": os.devnull, "val_size": 0},
+                     "search": {"select_on": "eval_half"}})
     with pytest.raises(RecipeError, match="leave `stages` empty"):
         validate_recipe({**base, "search": {}, "stages": [{"kind": "quantize"}]})
     with pytest.raises(RecipeError, match="must include 0"):

@@ -151,6 +151,13 @@ class Backend(ABC):
         fixed = self._input_spec_impl().shape[0]
         return (fixed, fixed) if isinstance(fixed, int) else (1, None)
 
+    def prepare(self, batch: np.ndarray) -> None:
+        """Get ready to run batches like ``batch`` (before any timed run): a backend that
+        compiles per input shape compiles here, so a compile never lands in a timing. Nothing
+        by default."""
+        self._require_open()
+        self._validate(batch)
+
     def timing_breakdown(self) -> dict[str, Any] | None:
         """Device-side times of the runs so far (GPU compute, copies), where the backend
         measures them; None otherwise."""

@@ -3,12 +3,14 @@ FP32, FP16 and the ``cpu`` target's Q/DQ INT8 graphs (which it runs with INT8 ke
 
 It installs beside ``onnxruntime`` (unlike ``onnxruntime-openvino``, which replaces it). Each
 batch size gets its own compiled model with that static shape (compiled on the first batch of
-that size, which the timing loop's warm-up absorbs): a static shape lets the CPU plugin choose
-its kernels for it, as ONNX Runtime's OpenVINO provider does.
+that size, or by ``prepare`` before a timing): a static shape lets the CPU plugin choose its
+kernels for it, as ONNX Runtime's OpenVINO provider does. An accuracy run's last, smaller batch
+gets a compiled model of its own; at most ``MAX_COMPILED`` are kept.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,8 +27,10 @@ from edgevision.errors import ArtifactError, BackendUnavailableError, first_line
 #: the precision the CPU plugin computes in: f32, like the model (its default is bf16 on CPUs
 #: with bf16 instructions, which would change the accuracy measured)
 INFERENCE_PRECISION = "f32"
-#: one synchronous request at a time, as the timing loop runs
+#: one synchronous request at a time, as the timing loop runs (fixed: the report records it)
 PERFORMANCE_HINT = "LATENCY"
+#: compiled models kept per session (one per batch shape, the least recently used dropped)
+MAX_COMPILED = 4
 
 
 class OpenVinoBackend(Backend):
@@ -64,11 +68,14 @@ class OpenVinoBackend(Backend):
                                 f"input (this one has {len(self._model.inputs)})")
         port = self._model.inputs[0]
         shape = port.get_partial_shape()
-        self._input = InputSpec(
-            port.get_any_name(),
-            tuple(d.get_length() if d.is_static else None for d in shape),
-            _OV_TYPES.get(port.get_element_type().get_type_name(), "float32"))
-        self._compiled: dict[tuple[int, ...], Any] = {}
+        element = port.get_element_type().get_type_name()
+        if element not in _OV_TYPES:
+            raise ArtifactError(f"{self.artifact}: the openvino backend feeds float32/float16 "
+                                f"inputs, this model's input is {element}")
+        self._input = InputSpec(port.get_any_name(),
+                                tuple(d.get_length() if d.is_static else None for d in shape),
+                                _OV_TYPES[element])
+        self._compiled: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self._compile(self._static_shape(1 if self._input.shape[0] is None
                                          else self._input.shape[0]))
 
@@ -86,17 +93,25 @@ class OpenVinoBackend(Backend):
                                 f"dimensions besides the batch, got {self._input.shape}")
         return (batch, *(int(d) for d in rest if d is not None))
 
+    def prepare(self, batch: np.ndarray) -> None:
+        super().prepare(batch)
+        self._compile(tuple(batch.shape))
+
     def _compile(self, shape: tuple[int, ...]) -> Any:
         """The infer request of a model compiled for ``shape`` (cached per shape)."""
-        if shape not in self._compiled:
-            model = self._model.clone()
+        if shape in self._compiled:
+            self._compiled.move_to_end(shape)
+            return self._compiled[shape]
+        model = self._model.clone()
+        try:
             model.reshape({model.inputs[0]: list(shape)})
-            try:
-                compiled = self._core.compile_model(model, "CPU", self._config())
-            except Exception as exc:
-                raise ArtifactError(f"{self.artifact}: OpenVINO cannot compile it for the "
-                                    f"CPU ({first_line(exc)})") from None
-            self._compiled[shape] = compiled.create_infer_request()
+            compiled = self._core.compile_model(model, "CPU", self._config())
+        except Exception as exc:  # OpenVINO's own RuntimeError subclasses
+            raise ArtifactError(f"{self.artifact}: OpenVINO cannot compile it for the CPU at "
+                                f"input shape {shape} ({first_line(exc)})") from None
+        self._compiled[shape] = compiled.create_infer_request()
+        if len(self._compiled) > MAX_COMPILED:
+            self._compiled.popitem(last=False)
         return self._compiled[shape]
 
     def _close_impl(self) -> None:
@@ -107,15 +122,17 @@ class OpenVinoBackend(Backend):
         return self._input
 
     def _info_impl(self) -> SessionInfo:
-        request = next(iter(self._compiled.values()))
-        compiled = request.get_compiled_model()
-        threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
+        """What the CPU plugin compiled (its thread count, not the one asked for)."""
+        compiled = next(reversed(self._compiled.values())).get_compiled_model()
         return SessionInfo(
-            device="cpu", precision=self._precision(), threads=self.threads or threads or None,
+            device="cpu", precision=self._precision(),
+            threads=int(compiled.get_property("INFERENCE_NUM_THREADS")) or None,
             details={"runtime": self.runtime(),
                      "performance_hint": str(compiled.get_property("PERFORMANCE_HINT")),
                      "inference_precision": compiled.get_property(
-                         "INFERENCE_PRECISION_HINT").get_type_name()})
+                         "INFERENCE_PRECISION_HINT").get_type_name(),
+                     "streams": int(compiled.get_property("NUM_STREAMS")),
+                     "hyper_threading": bool(compiled.get_property("ENABLE_HYPER_THREADING"))})
 
     def _precision(self) -> str:
         from edgevision.onnxmeta import read_metadata
@@ -124,8 +141,8 @@ class OpenVinoBackend(Backend):
 
     def _run_impl(self, batch: np.ndarray) -> np.ndarray:
         request = self._compile(tuple(batch.shape))
-        try:
-            request.infer({0: batch})
+        try:  # no copy in; one copy out (the output buffer is the request's own)
+            request.infer({0: batch}, share_inputs=True, share_outputs=True)
         except Exception as exc:
             raise ArtifactError(f"{self.artifact}: OpenVINO failed to run a batch of "
                                 f"{len(batch)} ({first_line(exc)})") from None

@@ -49,7 +49,9 @@ class AccuracyResult:
 
 def time_runs(session: Backend, batch: np.ndarray, warmup: int, iterations: int) -> np.ndarray:
     """Wall-clock ms of ``iterations`` timed ``session.run(batch)`` calls after ``warmup``
-    untimed ones (a backend's device-side times are reset to cover the timed runs only)."""
+    untimed ones (a backend's device-side times are reset to cover the timed runs only); a
+    backend that compiles per shape has compiled before the first of them."""
+    session.prepare(batch)
     for _ in range(warmup):
         session.run(batch)
     session.reset_timing_breakdown()

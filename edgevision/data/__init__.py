@@ -82,6 +82,16 @@ class EvalSet:
             self._cache = self._load(self.indices)
         return self._cache is not None
 
+    def part(self, positions: list[int], name: str) -> EvalSet:
+        """The images at ``positions`` of this set (sharing its decoded images when it holds
+        them)."""
+        cache = None
+        if self._cache is not None:
+            images, labels = self._cache
+            cache = (images[positions], labels[positions])
+        return EvalSet(self.source, [self.indices[p] for p in positions], self.preprocess,
+                       name=name, _cache=cache)
+
     def sample(self, count: int) -> list[int]:
         """A seeded sample of up to ``count`` of this set's image indices."""
         return [self.indices[i] for i in subset(len(self.indices), count, 0)]

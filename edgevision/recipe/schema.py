@@ -71,6 +71,19 @@ class Recipe(Strict):
         return self
 
     @model_validator(mode="after")
+    def _search_selection_images_exist(self) -> Recipe:
+        if self.search is None or self.search.select_on != "validation":
+            return self
+        if self.data.val_size == 0:
+            raise ValueError("search.select_on: validation chooses on the validation hold-out, "
+                             "and data.val_size is 0: set data.val_size, or select_on: eval_half")
+        if self.data.eval_split == self.data.train_split:
+            raise ValueError("search.select_on: validation needs an evaluation split apart from "
+                             "the training split (data.eval_split is the training split); use "
+                             "select_on: eval_half")
+        return self
+
+    @model_validator(mode="after")
     def _search_replaces_stages(self) -> Recipe:
         if self.search is not None and self.stages:
             raise ValueError("a recipe with `search` builds its own prune/distill/quantize "

@@ -63,6 +63,10 @@ class Measurement:
     #: on the selection images (what the choice and the budgets use)
     select_top1: float | None = None
     select_images: int | None = None
+    #: which images: the selection and report splits' names (a cached figure of other images
+    #: is measured again)
+    select_split: str | None = None
+    report_split: str | None = None
     size_bytes: int | None = None
     timings: list[Timing] = field(default_factory=list)
     error: str | None = None
@@ -116,14 +120,14 @@ def measure_candidates(candidates: list[Candidate], spec: SearchSpec, splits: Sp
             done[variant.name] = Measurement(variant.name, variant.backend, error=reason)
         elif variant.candidate.path:
             runnable.append(variant)
-    if all(v.name in done and done[v.name].timings and _has_accuracy(done[v.name])
+    if all(v.name in done and done[v.name].timings and _has_accuracy(done[v.name], splits)
            for v in runnable):
         return done
     batches = sorted({1, spec.batch})
     with contextlib.ExitStack() as stack:
         sessions = _open_sessions(runnable, spec, run_dir, stack, done)
         for name, session in list(sessions.items()):
-            if _has_accuracy(done[name]):
+            if _has_accuracy(done[name], splits):
                 continue  # accuracy cached from an earlier (interrupted) search or the build
             try:
                 _measure_accuracy(done[name], session, spec, splits)
@@ -151,7 +155,7 @@ def candidate_accuracy(candidate: Candidate, spec: SearchSpec, splits: Splits,
     done = _load(cache)
     _forget_if_foreign(done, candidate.name, spec.target)
     measured = done.get(candidate.name)
-    if measured is not None and _has_accuracy(measured):
+    if measured is not None and _has_accuracy(measured, splits):
         return measured
     path = run_dir / candidate.path
     if not path.is_file():
@@ -191,9 +195,14 @@ def _unavailable(backend: str) -> str | None:
     return None if status.ok else f"backend {backend!r} is unavailable: {status.reason}"
 
 
-def _has_accuracy(measured: Measurement) -> bool:
-    """Both accuracies known (a cache from before the selection split lacks one)."""
-    return measured.top1 is not None and measured.select_top1 is not None
+def _has_accuracy(measured: Measurement, splits: Splits) -> bool:
+    """Both accuracies known, on these very images (a cache from before the selection split,
+    or from other splits or sizes, is measured again)."""
+    return (measured.top1 is not None and measured.select_top1 is not None
+            and (measured.select_split, measured.select_images) == (splits.select.name,
+                                                                    len(splits.select))
+            and (measured.report_split, measured.images) == (splits.report.name,
+                                                             len(splits.report)))
 
 
 def _measure_accuracy(measured: Measurement, session: Backend, spec: SearchSpec,
@@ -205,6 +214,7 @@ def _measure_accuracy(measured: Measurement, session: Backend, spec: SearchSpec,
     measured.select_top1, measured.select_images = select.top1, select.images
     report = measure_accuracy(session, splits.report, batch)
     measured.top1, measured.top5, measured.images = report.top1, report.top5, report.images
+    measured.select_split, measured.report_split = splits.select.name, splits.report.name
 
 
 def _save(cache: Path, done: dict[str, Measurement]) -> None:

@@ -28,9 +28,9 @@ class Row(BaseModel):
     top1: float | None
     top5: float | None
     drop: float | None
-    #: on the selection images: what the choice used
-    select_top1: float | None
-    select_drop: float | None
+    #: on the selection images: what the choice used (absent from reports written before them)
+    select_top1: float | None = None
+    select_drop: float | None = None
     b1_p50_ms: float | None
     b1_p99_ms: float | None
     p50_ms: float | None

@@ -22,6 +22,9 @@ class Splits:
 def search_splits(dataset: Dataset, eval_set: EvalSet, spec: SearchSpec, seed: int) -> Splits:
     """The selection and report images ``spec.select_on`` names."""
     if spec.select_on == "validation":
+        if dataset.spec.eval_split == dataset.spec.train_split:
+            raise DataError("search.select_on: validation needs an evaluation split apart from "
+                            "the training split; use select_on: eval_half")
         if not dataset.splits.val:
             raise DataError("search.select_on: validation needs a validation hold-out "
                             "(data.val_size > 0), or use select_on: eval_half")
@@ -29,10 +32,7 @@ def search_splits(dataset: Dataset, eval_set: EvalSet, spec: SearchSpec, seed: i
     if len(eval_set) < 2:
         raise DataError(f"search.select_on: eval_half needs at least 2 {eval_set.name} images "
                         f"(there are {len(eval_set)})")
-    order = [eval_set.indices[i] for i in seeded_permutation(len(eval_set), seed)]
+    order = seeded_permutation(len(eval_set), seed)
     half = len(order) // 2
-    select, report = sorted(order[:half]), sorted(order[half:])
-    return Splits(EvalSet(eval_set.source, select, eval_set.preprocess,
-                          name=f"{eval_set.name} (selection half)"),
-                  EvalSet(eval_set.source, report, eval_set.preprocess,
-                          name=f"{eval_set.name} (report half)"))
+    return Splits(eval_set.part(sorted(order[:half]), f"{eval_set.name} (selection half)"),
+                  eval_set.part(sorted(order[half:]), f"{eval_set.name} (report half)"))
