@@ -237,3 +237,61 @@ def test_latency_target_removes_blocks_until_met(resnet20: torch.nn.Module,
                                          r"removing blocks: the smallest reachable is 1\.\d\d ms"):
         prune_blocks(resnet20, PruneConfig(granularity="block", target_latency_ms=1.0),
                      EXAMPLE, calibration, latency_of=fake_ms)
+
+
+def test_latency_rank_weighs_the_kl_by_the_time_saved(resnet20: torch.nn.Module,
+                                                       calibration: torch.Tensor) -> None:
+    """block_rank: latency removes the block with the least KL per millisecond saved: a block
+    that saves far more time goes first although another changes the predictions less."""
+    by_accuracy = prune_blocks(copy.deepcopy(resnet20),
+                               PruneConfig(granularity="block", ratio=0.15), EXAMPLE, calibration)
+    first = by_accuracy.removed_blocks[0]
+    other = next(name for name in R20_REMOVABLE if name != first)
+    timed: list[list[str]] = []
+
+    def savings_of(model: torch.nn.Module, blocks: list[str]) -> dict[str, float]:
+        timed.append(list(blocks))
+        return {name: 100.0 if name == other else 0.01 for name in blocks}
+
+    config = PruneConfig(granularity="block", ratio=0.15, block_rank="latency")
+    by_latency = prune_blocks(resnet20, config, EXAMPLE, calibration, savings_of=savings_of)
+    assert by_latency.removed_blocks == [other] and by_accuracy.removed_blocks == [first]
+    assert timed == [R20_REMOVABLE]  # every removable block timed once, on the unpruned model
+    assert by_latency.block_savings_ms == {n: 100.0 if n == other else 0.01
+                                           for n in R20_REMOVABLE}
+    with pytest.raises(PruneError, match="needs a way to time the blocks"):
+        prune_blocks(resnet20, config, EXAMPLE, calibration)
+    with pytest.raises(Exception, match="block_rank applies to granularity: block only"):
+        PruneConfig(ratio=0.3, block_rank="latency")
+
+
+def test_latency_rank_times_each_block_once_and_caches(
+        tiny_recipe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real timings (ONNX Runtime, batch 8) of the model without each block, cached: a second
+    run of the same model, backend and batch reads them instead of timing again."""
+    import json
+
+    from edgevision.data.sources import cache_dir
+    from edgevision.pipeline import compress
+    from edgevision.recipe.load import load_recipe
+
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "datasets").symlink_to(cache_dir() / "datasets")  # no re-extraction
+    monkeypatch.setenv("EDGEVISION_CACHE", str(tmp_path / "cache"))
+    recipe = tiny_recipe(stages=[{"kind": "prune", "granularity": "block", "target_macs": 0.7,
+                                  "block_samples": 32, "block_rank": "latency",
+                                  "latency_batch": 8, "compare": False}],
+                         benchmark={"backends": ["onnxruntime"], "batch_sizes": [1],
+                                    "warmup": 1, "iterations": 2, "threads": 2})
+    compress(load_recipe(recipe), tmp_path / "first")
+    prune = json.loads((tmp_path / "first" / "run.json").read_text())["info"]["prune"]
+    assert prune["ranking"] == "kl_per_ms_saved (onnxruntime, batch 8)"
+    assert set(prune["block_savings_ms"]) == set(R20_REMOVABLE)
+    assert prune["macs_fraction"] <= 0.7
+    (cached,) = (tmp_path / "cache" / "block-latency").iterdir()
+    stamp = cached.stat().st_mtime_ns
+    compress(load_recipe(recipe), tmp_path / "second")
+    again = json.loads((tmp_path / "second" / "run.json").read_text())["info"]["prune"]
+    assert cached.stat().st_mtime_ns == stamp  # read, not timed again
+    assert again["block_savings_ms"] == prune["block_savings_ms"]
+    assert again["removed_blocks"] == prune["removed_blocks"]

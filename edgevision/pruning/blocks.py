@@ -41,6 +41,10 @@ RANKING_BATCH = 64
 
 AfterStep = Callable[[int], None]
 LatencyOf = Callable[[nn.Module], float]
+#: ``savings_of(model, blocks)``: milliseconds saved by removing each block alone
+SavingsOf = Callable[[nn.Module, list[str]], dict[str, float]]
+#: a removal saving less than this (ms; noise can make it negative) is ranked as saving this
+MIN_SAVING_MS = 1e-3
 
 
 @RESIDUAL_BLOCKS.register("cifar_resnet.BasicBlock")
@@ -102,7 +106,8 @@ class BlockPruner:
     """Greedy depth pruning of ``model`` in place, ranked on ``images`` (calibration images)."""
 
     def __init__(self, model: nn.Module, config: PruneConfig, images: torch.Tensor,
-                 example_input: torch.Tensor, latency_of: LatencyOf | None = None) -> None:
+                 example_input: torch.Tensor, latency_of: LatencyOf | None = None,
+                 savings_of: SavingsOf | None = None) -> None:
         self.model, self.config, self.images = model, config, images
         self.candidates = removable_blocks(model, config.ignore)
         if not self.candidates:
@@ -112,6 +117,12 @@ class BlockPruner:
         self.reference = self._log_probs(model)
         self.removed: list[str] = []
         self.costs = self._costs(example_input, latency_of)
+        #: ms each block's removal saves (block_rank: latency), timed once on the unpruned model
+        self.savings: dict[str, float] | None = None
+        if config.block_rank == "latency":
+            if savings_of is None:
+                raise PruneError("prune.block_rank: latency needs a way to time the blocks")
+            self.savings = savings_of(model, list(self.candidates))
 
     def step(self, step: int) -> None:
         """Remove blocks until step ``step``'s limit (1-based) is met."""
@@ -128,19 +139,30 @@ class BlockPruner:
                 self.candidates.remove(name)
                 self.removed.append(name)
                 bar.update(task, advance=1, status=f"{name} (KL {kl:.4f})")
-                log(f"removed block {name}: KL {kl:.4f} from the unpruned model's predictions")
+                saved = ("" if self.savings is None
+                         else f", saves {self.savings[name]:.3f} ms alone")
+                log(f"removed block {name}: KL {kl:.4f} from the unpruned model's predictions"
+                    f"{saved}")
 
     def _least_harmful(self) -> tuple[str, float]:
-        """The remaining block whose removal (on top of those done) costs the least KL."""
-        scores = {}
+        """The remaining block whose removal (on top of those done) costs the least KL, or
+        (block_rank: latency) the least KL per millisecond it saves."""
+        kls = {}
         for name in self.candidates:
             block = remove_block(self.model, name)
             try:
-                scores[name] = self._kl(self.model)
+                kls[name] = self._kl(self.model)
             finally:
                 self.model.set_submodule(name, block)
-        best = min(scores, key=scores.__getitem__)
-        return best, scores[best]
+        savings = self.savings
+
+        def score(name: str) -> float:
+            if savings is None:
+                return kls[name]
+            return kls[name] / max(savings[name], MIN_SAVING_MS)
+
+        best = min(kls, key=score)
+        return best, kls[best]
 
     @torch.inference_mode()
     def _log_probs(self, model: nn.Module) -> torch.Tensor:
@@ -184,8 +206,10 @@ class BlockPruner:
 
 def prune_blocks(model: nn.Module, config: PruneConfig, example_input: torch.Tensor,
                  images: torch.Tensor, *, after_step: AfterStep | None = None,
-                 latency_of: LatencyOf | None = None) -> PruneResult:
-    """Depth-prune ``model`` in place as ``config`` says, ranking removals on ``images``;
+                 latency_of: LatencyOf | None = None,
+                 savings_of: SavingsOf | None = None) -> PruneResult:
+    """Depth-prune ``model`` in place as ``config`` says, ranking removals on ``images`` (and,
+    for ``block_rank: latency``, on what ``savings_of`` says each removal saves);
     ``after_step(k)`` runs after step k (for fine-tuning)."""
     from edgevision.pruning.prune import PruneResult, count, output_shape, record_step
 
@@ -193,7 +217,7 @@ def prune_blocks(model: nn.Module, config: PruneConfig, example_input: torch.Ten
     shape = output_shape(model, example_input)
     macs, params = count(model, example_input)
     result = PruneResult(macs, params)
-    pruner = BlockPruner(model, config, images, example_input, latency_of)
+    pruner = BlockPruner(model, config, images, example_input, latency_of, savings_of)
     log(f"{len(pruner.candidates)} residual blocks can be removed")
     for step in range(1, config.steps + 1):
         pruner.step(step)
@@ -202,5 +226,6 @@ def prune_blocks(model: nn.Module, config: PruneConfig, example_input: torch.Ten
         if after_step is not None:
             after_step(step)
     result.removed_blocks = list(pruner.removed)
+    result.block_savings_ms = pruner.savings
     result.ratio = len(pruner.removed) / (len(pruner.removed) + len(pruner.candidates))
     return result

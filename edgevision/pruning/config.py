@@ -58,6 +58,11 @@ class PruneConfig(StageConfig):
                                 "rank channels for taylor")
     block_samples: int = Field(256, ge=8, description="block granularity: calibration images "
                                "(training split) the removals are ranked on")
+    block_rank: Literal["accuracy", "latency"] = Field(
+        "accuracy", description="block granularity: accuracy removes the block whose removal "
+        "changes the predictions least (KL divergence); latency the one with the least KL per "
+        "millisecond its removal saves on latency_backend at latency_batch (each block timed "
+        "once, cached per backend, runtime, batch and threads)")
     compare: bool = Field(True, description="also export and benchmark the unpruned model and "
                           "the pruned model before any fine-tuning")
 
@@ -97,8 +102,9 @@ class PruneConfig(StageConfig):
         if self.granularity == "block" and given:
             raise ValueError(f"prune.{given[0]} applies to channel pruning only; block pruning "
                              "ranks blocks by the KL divergence their removal causes")
-        if self.granularity == "channel" and "block_samples" in self.model_fields_set:
-            raise ValueError("prune.block_samples applies to granularity: block only")
+        for key in ("block_samples", "block_rank"):
+            if self.granularity == "channel" and key in self.model_fields_set:
+                raise ValueError(f"prune.{key} applies to granularity: block only")
         return self
 
     @model_validator(mode="after")

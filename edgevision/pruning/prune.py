@@ -69,6 +69,8 @@ class PruneResult:
     ratio: float = 0.0
     steps: list[dict[str, float]] = field(default_factory=list)
     removed_blocks: list[str] = field(default_factory=list)
+    #: block_rank: latency — ms each removable block's removal alone saved (timed once)
+    block_savings_ms: dict[str, float] | None = None
 
     @property
     def macs_fraction(self) -> float:

@@ -113,10 +113,12 @@ class SearchSpec(BaseModel):
         return candidate if backend == self.target else f"{candidate}@{backend}"
 
     def prune_config(self, level: float) -> Any:
-        """The prune stage of one level."""
+        """The prune stage of one level. With ``block_rank: latency`` the blocks are timed on
+        the search's target backend at its batch, unless the template names others."""
         from edgevision.pruning.config import PruneConfig
 
-        return PruneConfig.model_validate({**self.prune, "kind": "prune",
+        timed_on = {"latency_backend": self.target, "latency_batch": self.batch}
+        return PruneConfig.model_validate({**timed_on, **self.prune, "kind": "prune",
                                            "target_macs": 1.0 - level, "compare": False})
 
     def distill_config(self) -> Any:

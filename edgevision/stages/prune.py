@@ -59,9 +59,12 @@ def run_prune(config: PruneConfig, state: PipelineState) -> None:
                 f"holds {len(calibration)} images (data.calibration_size); ranking on those")
         images = torch.from_numpy(
             calibration.first(min(config.block_samples, len(calibration))))
+        savings_of = _savings_meter(config, state) if config.block_rank == "latency" else None
         result = prune_blocks(model, config, example, images, after_step=after_step,
-                              latency_of=latency_of)
-        ranking = {"ranking": "kl_of_removal", "ranking_images": len(images)}
+                              latency_of=latency_of, savings_of=savings_of)
+        ranking = {"ranking": "kl_of_removal" if savings_of is None
+                   else f"kl_per_ms_saved ({config.latency_backend}, batch "
+                        f"{config.latency_batch})", "ranking_images": len(images)}
     else:
         result = prune_model(model, config, example, state.model.name,
                              labelled_batches=labelled_batches, after_step=after_step,
@@ -101,6 +104,70 @@ def _latency_meter(config: PruneConfig, state: PipelineState) -> Callable[[nn.Mo
         return stats.p50_ms
 
     return latency_of
+
+
+def _savings_meter(config: PruneConfig, state: PipelineState
+                   ) -> Callable[[nn.Module, list[str]], dict[str, float]]:
+    """``savings_of(model, blocks)``: the milliseconds removing each block alone saves —
+    the unpruned model's p50 (the median of three timings: before, amid and after the blocks')
+    minus the p50 without that block, on ``config.latency_backend`` at
+    ``config.latency_batch``. Timed once per model, backend, runtime, batch, threads and CPU:
+    cached in edgevision's cache (the search's levels and ``--resume`` re-use it)."""
+    import json
+
+    from edgevision.io import write_json_atomic
+    from edgevision.models.structure import remove_block
+
+    latency_of = _latency_meter(config, state)
+
+    def savings_of(model: nn.Module, blocks: list[str]) -> dict[str, float]:
+        cache = _savings_cache(model, config, state)
+        if cache.is_file():
+            saved = json.loads(cache.read_text(encoding="utf-8"))["savings_ms"]
+            if set(saved) == set(blocks):
+                log(f"block timings from the cache ({cache})")
+                return {name: float(saved[name]) for name in blocks}
+        log(f"timing the model without each of its {len(blocks)} removable blocks "
+            f"({config.latency_backend}, batch {config.latency_batch})")
+        without: dict[str, float] = {}
+        fulls = [latency_of(model)]
+        for index, name in enumerate(blocks):
+            block = remove_block(model, name)
+            try:
+                without[name] = latency_of(model)
+            finally:
+                model.set_submodule(name, block)
+            if index == len(blocks) // 2:
+                fulls.append(latency_of(model))
+        fulls.append(latency_of(model))
+        full = sorted(fulls)[1]
+        savings = {name: full - ms for name, ms in without.items()}
+        write_json_atomic(cache, {"full_ms": fulls, "savings_ms": savings})
+        return savings
+
+    return savings_of
+
+
+def _savings_cache(model: nn.Module, config: PruneConfig, state: PipelineState) -> Path:
+    """The cache file of ``model``'s block timings: keyed by its weights and structure, the
+    backend and its runtime, batch, threads and the CPU."""
+    import hashlib
+
+    from edgevision.backends import get_backend
+    from edgevision.benchmarking.environment import environment
+    from edgevision.data.sources import cache_dir
+    from edgevision.models.structure import capture_structure
+
+    digest = hashlib.sha256()
+    for key, tensor in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(repr(capture_structure(model)).encode())
+    bench = state.recipe.benchmark
+    digest.update(repr((get_backend(config.latency_backend).runtime(), config.latency_batch,
+                        bench.threads, bench.device, environment()["cpu"],
+                        state.recipe.export.model_dump(mode="json"))).encode())
+    return cache_dir() / "block-latency" / f"{digest.hexdigest()[:24]}.json"
 
 
 def _finetune(config: PruneConfig, state: PipelineState, name: str) -> None:
