@@ -267,8 +267,9 @@ def test_latency_rank_weighs_the_kl_by_the_time_saved(resnet20: torch.nn.Module,
 
 def test_latency_rank_times_each_block_once_and_caches(
         tiny_recipe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real timings (ONNX Runtime, batch 8) of the model without each block, cached: a second
-    run of the same model, backend and batch reads them instead of timing again."""
+    """Real timings (ONNX Runtime, batch 8, each trial quantized to INT8) of the model without
+    each block, cached: a second run of the same model, backend and batch reads them instead of
+    timing again."""
     import json
 
     from edgevision.data.sources import cache_dir
@@ -280,12 +281,13 @@ def test_latency_rank_times_each_block_once_and_caches(
     monkeypatch.setenv("EDGEVISION_CACHE", str(tmp_path / "cache"))
     recipe = tiny_recipe(stages=[{"kind": "prune", "granularity": "block", "target_macs": 0.7,
                                   "block_samples": 32, "block_rank": "latency",
-                                  "latency_batch": 8, "compare": False}],
+                                  "latency_batch": 8, "latency_precision": "int8",
+                                  "compare": False}],
                          benchmark={"backends": ["onnxruntime"], "batch_sizes": [1],
                                     "warmup": 1, "iterations": 2, "threads": 2})
     compress(load_recipe(recipe), tmp_path / "first")
     prune = json.loads((tmp_path / "first" / "run.json").read_text())["info"]["prune"]
-    assert prune["ranking"] == "kl_per_ms_saved (onnxruntime, batch 8)"
+    assert prune["ranking"] == "kl_per_ms_saved (onnxruntime, batch 8, int8)"
     assert set(prune["block_savings_ms"]) == set(R20_REMOVABLE)
     assert prune["macs_fraction"] <= 0.7
     (cached,) = (tmp_path / "cache" / "block-latency").iterdir()

@@ -38,6 +38,10 @@ class PruneConfig(StageConfig):
         "latency_batch is ≤ this (measured on this machine, so noisy)")
     latency_backend: str = Field("onnxruntime", description="backend timing the latency target")
     latency_batch: int = Field(1, ge=1, description="batch size of the latency target")
+    latency_precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="precision the latency target and the block timings are measured "
+        "in: int8 quantizes every timed trial (Q/DQ for the cpu target, or tensorrt on that "
+        "backend; ranges from 32 calibration images, the graph is timed only)")
     steps: int = Field(1, ge=1, description="iterative schedule: prune in this many steps, "
                        "fine-tuning between them")
     finetune: TrainSpec = Field(default_factory=TrainSpec, description="training between steps "

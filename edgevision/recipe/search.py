@@ -114,10 +114,13 @@ class SearchSpec(BaseModel):
 
     def prune_config(self, level: float) -> Any:
         """The prune stage of one level. With ``block_rank: latency`` the blocks are timed on
-        the search's target backend at its batch, unless the template names others."""
+        the search's target backend at its batch, in INT8 when the search builds INT8
+        variants, unless the template says otherwise."""
         from edgevision.pruning.config import PruneConfig
 
-        timed_on = {"latency_backend": self.target, "latency_batch": self.batch}
+        int8 = bool({"int8", "int8-mixed", "qat"} & set(self.precisions))
+        timed_on = {"latency_backend": self.target, "latency_batch": self.batch,
+                    "latency_precision": "int8" if int8 else "fp32"}
         return PruneConfig.model_validate({**timed_on, **self.prune, "kind": "prune",
                                            "target_macs": 1.0 - level, "compare": False})
 

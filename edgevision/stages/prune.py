@@ -64,7 +64,8 @@ def run_prune(config: PruneConfig, state: PipelineState) -> None:
                               latency_of=latency_of, savings_of=savings_of)
         ranking = {"ranking": "kl_of_removal" if savings_of is None
                    else f"kl_per_ms_saved ({config.latency_backend}, batch "
-                        f"{config.latency_batch})", "ranking_images": len(images)}
+                        f"{config.latency_batch}, {config.latency_precision})",
+                   "ranking_images": len(images)}
     else:
         result = prune_model(model, config, example, state.model.name,
                              labelled_batches=labelled_batches, after_step=after_step,
@@ -77,7 +78,8 @@ def run_prune(config: PruneConfig, state: PipelineState) -> None:
 
 def _latency_meter(config: PruneConfig, state: PipelineState) -> Callable[[nn.Module], float]:
     """``latency_of(model)``: p50 milliseconds of ``model`` exported as the recipe exports it
-    and run by ``config.latency_backend`` at ``config.latency_batch`` on real images."""
+    (and quantized, for ``latency_precision: int8``) and run by ``config.latency_backend`` at
+    ``config.latency_batch`` on real images."""
     import tempfile
 
     from edgevision.backends import get_backend
@@ -96,22 +98,47 @@ def _latency_meter(config: PruneConfig, state: PipelineState) -> Callable[[nn.Mo
             onnx_path = Path(folder) / "trial.onnx"
             if backend.accepts(onnx_path):
                 path = export_onnx(module, batch, onnx_path, state.recipe.export, info)
+                if config.latency_precision == "int8":
+                    path = _quantized_for_timing(path, config, state)
             else:
                 path = save_model_file(module, Path(folder) / "trial.pt", info)
             with backend(path, threads=bench.threads, device=bench.device) as session:
                 stats = measure_latency(session, batch, bench.warmup, max(bench.iterations, 20))
-        log(f"  trial: {stats.p50_ms:.2f} ms p50 at batch {config.latency_batch}")
+        log(f"  trial: {stats.p50_ms:.2f} ms p50 at batch {config.latency_batch} "
+            f"({config.latency_precision})")
         return stats.p50_ms
 
     return latency_of
 
 
+#: calibration images of an INT8 graph that is only timed
+TIMING_CALIBRATION_IMAGES = 32
+
+
+def _quantized_for_timing(fp32: Path, config: PruneConfig, state: PipelineState) -> Path:
+    """``fp32`` quantized to INT8 Q/DQ for ``config.latency_backend``'s target (ranges from a
+    few calibration images: the graph is timed, not evaluated)."""
+    from edgevision.onnxmeta import INPUT_NAME
+    from edgevision.quantization.calibration import BatchReader
+    from edgevision.quantization.ptq import Int8Options, prepare_model, quantize_int8
+    from edgevision.quantization.targets import TARGETS
+
+    calibration = state.dataset.calibration_set()
+    images = calibration.part(list(range(min(TIMING_CALIBRATION_IMAGES, len(calibration)))),
+                              "timing calibration")
+    target = "tensorrt" if config.latency_backend == "tensorrt" else "cpu"
+    prepared = prepare_model(fp32, fp32.with_name("trial.prep.onnx"))
+    return quantize_int8(prepared, fp32.with_name("trial.int8.onnx"),
+                         Int8Options(TARGETS[target]),
+                         reader=BatchReader(images, INPUT_NAME, TIMING_CALIBRATION_IMAGES))
+
+
 def _savings_meter(config: PruneConfig, state: PipelineState
                    ) -> Callable[[nn.Module, list[str]], dict[str, float]]:
-    """``savings_of(model, blocks)``: the milliseconds removing each block alone saves —
-    the unpruned model's p50 (the median of three timings: before, amid and after the blocks')
-    minus the p50 without that block, on ``config.latency_backend`` at
-    ``config.latency_batch``. Timed once per model, backend, runtime, batch, threads and CPU:
+    """``savings_of(model, blocks)``: the milliseconds removing each block alone saves — the
+    p50 without that block subtracted from the mean of the whole model's p50 timed just before
+    and just after it (so a slow drift of the machine cancels), on ``config.latency_backend``
+    at ``config.latency_batch``. Timed once per model, backend, runtime, batch, threads and CPU:
     cached in edgevision's cache (the search's levels and ``--resume`` re-use it)."""
     import json
 
@@ -128,20 +155,18 @@ def _savings_meter(config: PruneConfig, state: PipelineState
                 log(f"block timings from the cache ({cache})")
                 return {name: float(saved[name]) for name in blocks}
         log(f"timing the model without each of its {len(blocks)} removable blocks "
-            f"({config.latency_backend}, batch {config.latency_batch})")
-        without: dict[str, float] = {}
+            f"({config.latency_backend}, batch {config.latency_batch}), the whole model "
+            "between each two")
         fulls = [latency_of(model)]
-        for index, name in enumerate(blocks):
+        savings: dict[str, float] = {}
+        for name in blocks:  # each trial between two timings of the whole model: drift cancels
             block = remove_block(model, name)
             try:
-                without[name] = latency_of(model)
+                without = latency_of(model)
             finally:
                 model.set_submodule(name, block)
-            if index == len(blocks) // 2:
-                fulls.append(latency_of(model))
-        fulls.append(latency_of(model))
-        full = sorted(fulls)[1]
-        savings = {name: full - ms for name, ms in without.items()}
+            fulls.append(latency_of(model))
+            savings[name] = (fulls[-2] + fulls[-1]) / 2 - without
         write_json_atomic(cache, {"full_ms": fulls, "savings_ms": savings})
         return savings
 
@@ -164,8 +189,9 @@ def _savings_cache(model: nn.Module, config: PruneConfig, state: PipelineState) 
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     digest.update(repr(capture_structure(model)).encode())
     bench = state.recipe.benchmark
-    digest.update(repr((get_backend(config.latency_backend).runtime(), config.latency_batch,
-                        bench.threads, bench.device, environment()["cpu"],
+    digest.update(repr(("alternate-v2", get_backend(config.latency_backend).runtime(),
+                        config.latency_batch, config.latency_precision, bench.threads,
+                        bench.device, environment()["cpu"],
                         state.recipe.export.model_dump(mode="json"))).encode())
     return cache_dir() / "block-latency" / f"{digest.hexdigest()[:24]}.json"
 
