@@ -265,6 +265,7 @@ def test_latency_rank_weighs_the_kl_by_the_time_saved(resnet20: torch.nn.Module,
         PruneConfig(ratio=0.3, block_rank="latency")
 
 
+@pytest.mark.slow
 def test_latency_rank_times_each_block_once_and_caches(
         tiny_recipe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Real timings (ONNX Runtime, batch 8, each trial quantized to INT8) of the model without
@@ -297,3 +298,9 @@ def test_latency_rank_times_each_block_once_and_caches(
     assert cached.stat().st_mtime_ns == stamp  # read, not timed again
     assert again["block_savings_ms"] == prune["block_savings_ms"]
     assert again["removed_blocks"] == prune["removed_blocks"]
+    cached.write_text("{")  # a torn or corrupt cache: timed again, not a crash
+    compress(load_recipe(recipe), tmp_path / "third")
+    assert set(json.loads(cached.read_text())["savings_ms"]) == set(R20_REMOVABLE)
+    with pytest.raises(Exception, match="latency_backend 'pytorch' does not run them"):
+        PruneConfig(granularity="block", ratio=0.3, block_rank="latency",
+                    latency_backend="pytorch", latency_precision="int8")

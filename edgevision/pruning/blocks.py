@@ -156,12 +156,15 @@ class BlockPruner:
                 self.model.set_submodule(name, block)
         savings = self.savings
 
-        def score(name: str) -> float:
+        def rank(name: str) -> tuple[bool, float, float]:
+            kl = max(kls[name], 0.0)  # float rounding can make a tiny KL negative
             if savings is None:
-                return kls[name]
-            return kls[name] / max(savings[name], MIN_SAVING_MS)
+                return (False, kl, 0.0)
+            saved = savings[name]
+            # a block saving nothing measurable goes last; ties go to the larger saving
+            return (saved <= MIN_SAVING_MS, kl / max(saved, MIN_SAVING_MS), -saved)
 
-        best = min(kls, key=score)
+        best = min(kls, key=rank)
         return best, kls[best]
 
     @torch.inference_mode()

@@ -40,8 +40,8 @@ class PruneConfig(StageConfig):
     latency_batch: int = Field(1, ge=1, description="batch size of the latency target")
     latency_precision: Literal["fp32", "int8"] = Field(
         "fp32", description="precision the latency target and the block timings are measured "
-        "in: int8 quantizes every timed trial (Q/DQ for the cpu target, or tensorrt on that "
-        "backend; ranges from 32 calibration images, the graph is timed only)")
+        "in: int8 quantizes every timed trial (Q/DQ for the cpu target, ranges from 32 "
+        "calibration images: the graph is only timed); needs a latency_backend that runs ONNX")
     steps: int = Field(1, ge=1, description="iterative schedule: prune in this many steps, "
                        "fine-tuning between them")
     finetune: TrainSpec = Field(default_factory=TrainSpec, description="training between steps "
@@ -109,6 +109,19 @@ class PruneConfig(StageConfig):
         for key in ("block_samples", "block_rank"):
             if self.granularity == "channel" and key in self.model_fields_set:
                 raise ValueError(f"prune.{key} applies to granularity: block only")
+        return self
+
+    @model_validator(mode="after")
+    def _int8_timing_needs_onnx(self) -> PruneConfig:
+        from pathlib import Path
+
+        from edgevision.backends import BACKENDS
+
+        if self.latency_precision == "int8" and not BACKENDS.get(self.latency_backend).accepts(
+                Path("trial.onnx")):
+            raise ValueError(f"prune.latency_precision: int8 times quantized ONNX graphs; "
+                             f"latency_backend {self.latency_backend!r} does not run them (use "
+                             "onnxruntime, openvino or onnxruntime-openvino)")
         return self
 
     @model_validator(mode="after")

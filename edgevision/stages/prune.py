@@ -14,6 +14,7 @@ from edgevision.stages.registry import register_stage
 if TYPE_CHECKING:
     from torch import nn
 
+    from edgevision.data import EvalSet
     from edgevision.stages.state import PipelineState
 
 
@@ -91,6 +92,9 @@ def _latency_meter(config: PruneConfig, state: PipelineState) -> Callable[[nn.Mo
     backend = get_backend(config.latency_backend)
     bench = state.recipe.benchmark
     batch = state.eval_set.first(config.latency_batch)
+    calibration = state.dataset.calibration_set()
+    calibration = calibration.part(
+        list(range(min(TIMING_CALIBRATION_IMAGES, len(calibration)))), "timing calibration")
 
     def latency_of(module: nn.Module) -> float:
         with tempfile.TemporaryDirectory(prefix="edgevision-latency-") as folder:
@@ -99,7 +103,7 @@ def _latency_meter(config: PruneConfig, state: PipelineState) -> Callable[[nn.Mo
             if backend.accepts(onnx_path):
                 path = export_onnx(module, batch, onnx_path, state.recipe.export, info)
                 if config.latency_precision == "int8":
-                    path = _quantized_for_timing(path, config, state)
+                    path = _quantized_for_timing(path, calibration)
             else:
                 path = save_model_file(module, Path(folder) / "trial.pt", info)
             with backend(path, threads=bench.threads, device=bench.device) as session:
@@ -115,22 +119,17 @@ def _latency_meter(config: PruneConfig, state: PipelineState) -> Callable[[nn.Mo
 TIMING_CALIBRATION_IMAGES = 32
 
 
-def _quantized_for_timing(fp32: Path, config: PruneConfig, state: PipelineState) -> Path:
-    """``fp32`` quantized to INT8 Q/DQ for ``config.latency_backend``'s target (ranges from a
-    few calibration images: the graph is timed, not evaluated)."""
+def _quantized_for_timing(fp32: Path, calibration: EvalSet) -> Path:
+    """``fp32`` quantized to the cpu target's INT8 Q/DQ (ranges from a few calibration images:
+    the graph is timed, not evaluated)."""
     from edgevision.onnxmeta import INPUT_NAME
     from edgevision.quantization.calibration import BatchReader
     from edgevision.quantization.ptq import Int8Options, prepare_model, quantize_int8
     from edgevision.quantization.targets import TARGETS
 
-    calibration = state.dataset.calibration_set()
-    images = calibration.part(list(range(min(TIMING_CALIBRATION_IMAGES, len(calibration)))),
-                              "timing calibration")
-    target = "tensorrt" if config.latency_backend == "tensorrt" else "cpu"
     prepared = prepare_model(fp32, fp32.with_name("trial.prep.onnx"))
-    return quantize_int8(prepared, fp32.with_name("trial.int8.onnx"),
-                         Int8Options(TARGETS[target]),
-                         reader=BatchReader(images, INPUT_NAME, TIMING_CALIBRATION_IMAGES))
+    return quantize_int8(prepared, fp32.with_name("trial.int8.onnx"), Int8Options(TARGETS["cpu"]),
+                         reader=BatchReader(calibration, INPUT_NAME, TIMING_CALIBRATION_IMAGES))
 
 
 def _savings_meter(config: PruneConfig, state: PipelineState
@@ -138,7 +137,8 @@ def _savings_meter(config: PruneConfig, state: PipelineState
     """``savings_of(model, blocks)``: the milliseconds removing each block alone saves — the
     p50 without that block subtracted from the mean of the whole model's p50 timed just before
     and just after it (so a slow drift of the machine cancels), on ``config.latency_backend``
-    at ``config.latency_batch``. Timed once per model, backend, runtime, batch, threads and CPU:
+    at ``config.latency_batch``; then the median over the blocks of the same shapes (see
+    ``_pooled_by_shape``). Timed once per model, backend, runtime, batch, threads and CPU:
     cached in edgevision's cache (the search's levels and ``--resume`` re-use it)."""
     import json
 
@@ -150,10 +150,14 @@ def _savings_meter(config: PruneConfig, state: PipelineState
     def savings_of(model: nn.Module, blocks: list[str]) -> dict[str, float]:
         cache = _savings_cache(model, config, state)
         if cache.is_file():
-            saved = json.loads(cache.read_text(encoding="utf-8"))["savings_ms"]
-            if set(saved) == set(blocks):
-                log(f"block timings from the cache ({cache})")
-                return {name: float(saved[name]) for name in blocks}
+            try:
+                saved = json.loads(cache.read_text(encoding="utf-8"))["savings_ms"]
+                if set(saved) == set(blocks):
+                    log(f"block timings from the cache ({cache})")
+                    return {name: float(saved[name]) for name in blocks}
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log(f"[yellow]block timings cache {cache} unreadable ({exc}): timing again"
+                    "[/yellow]")
         log(f"timing the model without each of its {len(blocks)} removable blocks "
             f"({config.latency_backend}, batch {config.latency_batch}), the whole model "
             "between each two")
@@ -167,19 +171,44 @@ def _savings_meter(config: PruneConfig, state: PipelineState
                 model.set_submodule(name, block)
             fulls.append(latency_of(model))
             savings[name] = (fulls[-2] + fulls[-1]) / 2 - without
-        write_json_atomic(cache, {"full_ms": fulls, "savings_ms": savings})
+        measured = dict(savings)
+        savings = _pooled_by_shape(model, savings)
+        try:
+            write_json_atomic(cache, {"full_ms": fulls, "measured_ms": measured,
+                                      "savings_ms": savings})
+        except OSError as exc:  # the timings are used all the same
+            log(f"[yellow]could not cache the block timings in {cache}: {exc}[/yellow]")
         return savings
 
     return savings_of
 
 
+def _pooled_by_shape(model: nn.Module, savings: dict[str, float]) -> dict[str, float]:
+    """Each block's saving replaced by the median over the blocks of the same shapes (module
+    types and parameter shapes: the same computation, so the same cost): one timing is as noisy
+    as a few percent of the whole model, the median of a stage's blocks much less."""
+    import statistics
+
+    def shape_of(name: str) -> tuple[object, ...]:
+        block = model.get_submodule(name)
+        return tuple((type(m).__name__, tuple(tuple(p.shape) for p in m.parameters(False)))
+                     for m in block.modules())
+
+    groups: dict[tuple[object, ...], list[str]] = {}
+    for name in savings:
+        groups.setdefault(shape_of(name), []).append(name)
+    return {name: statistics.median(savings[n] for n in group)
+            for group in groups.values() for name in group}
+
+
 def _savings_cache(model: nn.Module, config: PruneConfig, state: PipelineState) -> Path:
-    """The cache file of ``model``'s block timings: keyed by its weights and structure, the
-    backend and its runtime, batch, threads and the CPU."""
+    """The cache file of ``model``'s block timings: keyed by its weights, structure and module
+    types, the backend and its runtime, batch and input shape, precision, threads and usable
+    cores, the CPU/GPU and library versions, and the export settings."""
     import hashlib
 
     from edgevision.backends import get_backend
-    from edgevision.benchmarking.environment import environment
+    from edgevision.benchmarking.environment import environment, usable_cores
     from edgevision.data.sources import cache_dir
     from edgevision.models.structure import capture_structure
 
@@ -189,9 +218,13 @@ def _savings_cache(model: nn.Module, config: PruneConfig, state: PipelineState) 
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     digest.update(repr(capture_structure(model)).encode())
     bench = state.recipe.benchmark
-    digest.update(repr(("alternate-v2", get_backend(config.latency_backend).runtime(),
-                        config.latency_batch, config.latency_precision, bench.threads,
-                        bench.device, environment()["cpu"],
+    digest.update(repr([type(m).__name__ for m in model.modules()]).encode())
+    env = environment()
+    digest.update(repr(("alternate-pooled-v3", get_backend(config.latency_backend).runtime(),
+                        config.latency_batch, state.eval_set.sample_shape(),
+                        config.latency_precision, TIMING_CALIBRATION_IMAGES, bench.threads,
+                        usable_cores(), bench.device, env["cpu"], env.get("gpu"),
+                        env.get("libraries"),
                         state.recipe.export.model_dump(mode="json"))).encode())
     return cache_dir() / "block-latency" / f"{digest.hexdigest()[:24]}.json"
 
