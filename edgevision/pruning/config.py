@@ -66,7 +66,7 @@ class PruneConfig(StageConfig):
         "accuracy", description="block granularity: accuracy removes the block whose removal "
         "changes the predictions least (KL divergence); latency the one with the least KL per "
         "millisecond its removal saves on latency_backend at latency_batch (each block timed "
-        "once, cached per backend, runtime, batch and threads)")
+        "once and cached: see docs/pruning.md)")
     compare: bool = Field(True, description="also export and benchmark the unpruned model and "
                           "the pruned model before any fine-tuning")
 

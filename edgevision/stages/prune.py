@@ -50,7 +50,7 @@ def run_prune(config: PruneConfig, state: PipelineState) -> None:
         if config.finetune.epochs and (not last or config.finetune_after_last):
             _finetune(config, state, f"step{step}")
 
-    latency_of = _latency_meter(config, state) if config.target_latency_ms else None
+    latency_of = _LatencyMeter(config, state) if config.target_latency_ms else None
     if config.granularity == "block":
         from edgevision.pruning.blocks import prune_blocks
 
@@ -77,42 +77,54 @@ def run_prune(config: PruneConfig, state: PipelineState) -> None:
         else "pruned"
 
 
-def _latency_meter(config: PruneConfig, state: PipelineState) -> Callable[[nn.Module], float]:
-    """``latency_of(model)``: p50 milliseconds of ``model`` exported as the recipe exports it
-    (and quantized, for ``latency_precision: int8``) and run by ``config.latency_backend`` at
-    ``config.latency_batch`` on real images."""
-    import tempfile
+class _LatencyMeter:
+    """p50 milliseconds of a model exported as the recipe exports it (and quantized, for
+    ``latency_precision: int8``) and run by ``config.latency_backend`` at
+    ``config.latency_batch`` on real images. Calling it makes and times a trial file; ``file``
+    and ``time`` do the two halves, so an unchanged model's file can be timed again."""
 
-    from edgevision.backends import get_backend
-    from edgevision.benchmarking.measure import measure_latency
-    from edgevision.export.onnx import export_onnx
-    from edgevision.models.checkpoint import save_model_file
-    from edgevision.stages.state import model_info
+    def __init__(self, config: PruneConfig, state: PipelineState) -> None:
+        from edgevision.backends import get_backend
 
-    backend = get_backend(config.latency_backend)
-    bench = state.recipe.benchmark
-    batch = state.eval_set.first(config.latency_batch)
-    calibration = state.dataset.calibration_set()
-    calibration = calibration.part(
-        list(range(min(TIMING_CALIBRATION_IMAGES, len(calibration)))), "timing calibration")
+        self.config, self.state = config, state
+        self.backend = get_backend(config.latency_backend)
+        self.batch = state.eval_set.first(config.latency_batch)
+        calibration = state.dataset.calibration_set()
+        self.calibration = calibration.part(
+            list(range(min(TIMING_CALIBRATION_IMAGES, len(calibration)))), "timing calibration")
 
-    def latency_of(module: nn.Module) -> float:
+    def __call__(self, module: nn.Module) -> float:
+        import tempfile
+
         with tempfile.TemporaryDirectory(prefix="edgevision-latency-") as folder:
-            info = model_info(state)
-            onnx_path = Path(folder) / "trial.onnx"
-            if backend.accepts(onnx_path):
-                path = export_onnx(module, batch, onnx_path, state.recipe.export, info)
-                if config.latency_precision == "int8":
-                    path = _quantized_for_timing(path, calibration)
-            else:
-                path = save_model_file(module, Path(folder) / "trial.pt", info)
-            with backend(path, threads=bench.threads, device=bench.device) as session:
-                stats = measure_latency(session, batch, bench.warmup, max(bench.iterations, 20))
-        log(f"  trial: {stats.p50_ms:.2f} ms p50 at batch {config.latency_batch} "
-            f"({config.latency_precision})")
-        return stats.p50_ms
+            return self.time(self.file(module, Path(folder)))
 
-    return latency_of
+    def file(self, module: nn.Module, folder: Path) -> Path:
+        """``module`` as the file the backend times, written in ``folder``."""
+        from edgevision.export.onnx import export_onnx
+        from edgevision.models.checkpoint import save_model_file
+        from edgevision.stages.state import model_info
+
+        info = model_info(self.state)
+        onnx_path = folder / "trial.onnx"
+        if not self.backend.accepts(onnx_path):
+            return save_model_file(module, folder / "trial.pt", info)
+        path = export_onnx(module, self.batch, onnx_path, self.state.recipe.export, info)
+        if self.config.latency_precision == "int8":
+            path = _quantized_for_timing(path, self.calibration)
+        return path
+
+    def time(self, path: Path) -> float:
+        """p50 milliseconds of ``path`` in a fresh session."""
+        from edgevision.benchmarking.measure import measure_latency
+
+        bench = self.state.recipe.benchmark
+        with self.backend(path, threads=bench.threads, device=bench.device) as session:
+            stats = measure_latency(session, self.batch, bench.warmup,
+                                    max(bench.iterations, 20))
+        log(f"  trial: {stats.p50_ms:.2f} ms p50 at batch {self.config.latency_batch} "
+            f"({self.config.latency_precision})")
+        return stats.p50_ms
 
 
 #: calibration images of an INT8 graph that is only timed
@@ -141,11 +153,12 @@ def _savings_meter(config: PruneConfig, state: PipelineState
     ``_pooled_by_shape``). Timed once per model, backend, runtime, batch, threads and CPU:
     cached in edgevision's cache (the search's levels and ``--resume`` re-use it)."""
     import json
+    import tempfile
 
     from edgevision.io import write_json_atomic
     from edgevision.models.structure import remove_block
 
-    latency_of = _latency_meter(config, state)
+    meter = _LatencyMeter(config, state)
 
     def savings_of(model: nn.Module, blocks: list[str]) -> dict[str, float]:
         cache = _savings_cache(model, config, state)
@@ -161,16 +174,18 @@ def _savings_meter(config: PruneConfig, state: PipelineState
         log(f"timing the model without each of its {len(blocks)} removable blocks "
             f"({config.latency_backend}, batch {config.latency_batch}), the whole model "
             "between each two")
-        fulls = [latency_of(model)]
         savings: dict[str, float] = {}
-        for name in blocks:  # each trial between two timings of the whole model: drift cancels
-            block = remove_block(model, name)
-            try:
-                without = latency_of(model)
-            finally:
-                model.set_submodule(name, block)
-            fulls.append(latency_of(model))
-            savings[name] = (fulls[-2] + fulls[-1]) / 2 - without
+        with tempfile.TemporaryDirectory(prefix="edgevision-latency-") as folder:
+            whole = meter.file(model, Path(folder))  # made once, timed between every trial
+            fulls = [meter.time(whole)]
+            for name in blocks:  # each trial between two timings of the whole model
+                block = remove_block(model, name)
+                try:
+                    without = meter(model)
+                finally:
+                    model.set_submodule(name, block)
+                fulls.append(meter.time(whole))
+                savings[name] = (fulls[-2] + fulls[-1]) / 2 - without  # drift cancels
         measured = dict(savings)
         savings = _pooled_by_shape(model, savings)
         try:

@@ -36,10 +36,11 @@ def run_quantize(config: QuantizeConfig, state: PipelineState) -> None:
 
     fp32 = state.run.path / "model.onnx"
     metadata = read_metadata(fp32)
-    for name in written_files(config):  # a graph from earlier settings must not outlive them
+    written = written_files(config)
+    for name in written:  # a graph from earlier settings must not outlive them
         (state.run.path / name).unlink(missing_ok=True)
     state.artifacts = [a for a in state.artifacts  # nor its manifest entry
-                       if a["path"] not in written_files(config)]
+                       if a["path"] not in written]
     work = state.run.path / "quantize"
     record: dict[str, Any] = {}
     try:
