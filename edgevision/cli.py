@@ -123,7 +123,9 @@ def quantize(
 def build(
     onnx: Annotated[Path, typer.Argument(help="The ONNX file (model.onnx; for int8, the "
                                                "quantize stage's tensorrt-target graph).")],
-    precision: Annotated[str, typer.Option(help="fp32, fp16, int8 or int8+fp16.")] = "fp16",
+    precision: Annotated[str, typer.Option(
+        help="fp32 (TF32 off), tf32, fp16 (from an FP16 graph made from ONNX), int8 (the "
+             "tensorrt-target Q/DQ graph) or int8+fp16 (that graph, FP16 elsewhere).")] = "fp16",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Engine file (default: "
                                              "<onnx stem>.<precision>.engine beside it).")] = None,
     min_batch: Annotated[int, typer.Option(help="Profile: smallest batch.")] = 1,
@@ -134,21 +136,30 @@ def build(
     optimization_level: Annotated[int, typer.Option(help="Builder optimization level 0-5.")] = 3,
     timing_cache: Annotated[Path | None, typer.Option(help="Timing cache file to re-use.")] = None,
     hardware_compatibility: Annotated[str, typer.Option(
-        help="none, or ampere_plus (runs on any Ampere+ GPU).")] = "none",
+        help="none (this GPU model), same_compute_capability (TensorRT 10.13+) or "
+             "ampere_plus (any Ampere+ GPU).")] = "none",
     version_compatible: Annotated[bool, typer.Option(
         help="Runs on later TensorRT versions too.")] = False,
     dla_core: Annotated[int | None, typer.Option(help="Jetson DLA core.")] = None,
     sparsity: Annotated[bool, typer.Option(help="Allow 2:4 sparse kernels.")] = False,
     builder: Annotated[str, typer.Option(help="python (TensorRT API) or trtexec.")] = "python",
+    tensorrt_version: Annotated[str | None, typer.Option(
+        help="The TensorRT release the engine is for: 10.3 (JetPack 6), 10.13 (JetPack 7.0) "
+             "or 11.4 (desktop, JetPack 7.2.2+). Default: the installed one, else 11.4 for "
+             "--print-trtexec.")] = None,
     print_trtexec: Annotated[bool, typer.Option(
-        "--print-trtexec", help="Only print the equivalent trtexec command.")] = False,
+        "--print-trtexec", help="Do not build: write the graph TensorRT would parse (fp16 "
+        "and int8+fp16 make a typed graph beside the engine) and print the trtexec command "
+        "that builds it with --tensorrt-version's release (no TensorRT needed).")] = False,
 ) -> None:
     """Build a TensorRT engine (and its metadata file) from an ONNX file; prints the
-    equivalent trtexec command. Needs TensorRT and a GPU (or trtexec with --builder trtexec)."""
+    equivalent trtexec command. Engines are strongly typed: fp16 and int8+fp16 first write
+    the typed graph TensorRT parses (FP32 kept where the weights would overflow FP16). Needs
+    TensorRT and a GPU (or trtexec with --builder trtexec)."""
     from pydantic import ValidationError
 
     from edgevision.backends.tensorrt.spec import EngineSpec
-    from edgevision.engines import build_engine, engine_name, plan_for
+    from edgevision.engines import build_engine, engine_name, plan_for, prepare_graph
     from edgevision.errors import EdgevisionError as Error
     from edgevision.validation import format_validation_error
 
@@ -158,17 +169,35 @@ def build(
                           optimization_level=optimization_level, timing_cache=timing_cache,
                           hardware_compatibility=hardware_compatibility,  # type: ignore[arg-type]
                           version_compatible=version_compatible, dla_core=dla_core,
-                          sparsity=sparsity, builder=builder)  # type: ignore[arg-type]
+                          sparsity=sparsity, builder=builder,  # type: ignore[arg-type]
+                          tensorrt_version=tensorrt_version)
     except ValidationError as exc:
         raise Error(format_validation_error(exc, EngineSpec, "--")) from None
     engine = out or onnx.with_name(onnx.stem + engine_name(precision).removeprefix("model"))
     if print_trtexec:
         from edgevision.backends.tensorrt.plan import trtexec_text
 
-        sys.stdout.write(trtexec_text(plan_for(onnx, engine, precision, spec)) + "\n")
+        plan = plan_for(onnx, engine, precision, spec, target=_printed_release(spec))
+        prepare_graph(plan)
+        sys.stdout.write(trtexec_text(plan) + "\n")
         return
     result = build_engine(onnx, engine, precision, spec)
     console.print(f"engine: {result.engine} (metadata: {result.engine}.json)", highlight=False)
+
+
+def _printed_release(spec: Any) -> Any:
+    """The release a printed trtexec command is for: the one asked for, with no check
+    against what is installed here (the command runs on the device)."""
+    from edgevision.backends.tensorrt.versions import (
+        DEFAULT_TARGET,
+        installed_version,
+        release,
+        supported_release,
+    )
+
+    if spec.tensorrt_version is not None:
+        return supported_release(spec.tensorrt_version)
+    return release(installed_version() or DEFAULT_TARGET)
 
 
 @app.command()

@@ -32,7 +32,8 @@ OWNED_FILES = (MANIFEST, LOCK_FILE, RECIPE_FILE, "calibration.json", "report.jso
                "report.csv", "report.stale.json", "report.stale.csv", "deploy.onnx",
                "pareto.png", "summary.md", "model.pt", "model.onnx", "unpruned.pt",
                "unpruned.onnx", "pruned.pt", "pruned.onnx")
-OWNED_PATTERNS = ("model.ranges-*.json", "model.*.engine", "model.*.engine.json", ".*.partial")
+OWNED_PATTERNS = ("model.ranges-*.json", "model.*.engine", "model.*.engine.json",
+                  "model.*.engine.layers.json", "model.*.trt.onnx", ".*.partial")
 OWNED_FOLDERS = ("train", "distill", "prune", "qat", "quantize", "search", "benchmark")
 STATUS_DEAD = "interrupted"
 #: the quantize stage's graphs (see ``quantized_file``)

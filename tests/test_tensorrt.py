@@ -19,8 +19,18 @@ from edgevision.backends.tensorrt.metadata import (
     read_metadata,
     write_metadata,
 )
-from edgevision.backends.tensorrt.plan import plan_build, trtexec_command
+from edgevision.backends.tensorrt.plan import (
+    BuildPlan,
+    EnginePlanError,
+    plan_build,
+    trtexec_command,
+)
 from edgevision.backends.tensorrt.spec import EngineSpec
+from edgevision.backends.tensorrt.versions import (
+    TensorRTVersionError,
+    release,
+    supported_release,
+)
 from edgevision.errors import ArtifactError, BackendUnavailableError
 
 ORIN = GpuInfo(name="Orin", compute_capability=(8, 7))
@@ -28,45 +38,100 @@ ORIN = GpuInfo(name="Orin", compute_capability=(8, 7))
 
 def metadata(**changes: object) -> EngineMetadata:
     base = EngineMetadata(
-        tensorrt_version="10.3.0", gpu=ORIN, precision="fp16", flags=["FP16"],
+        tensorrt_version="10.3.0", platform="aarch64", gpu=ORIN, precision="fp16",
+        build_mode="strongly typed (FP16 graph, TF32 off)", flags=[], tf32=False,
         hardware_compatibility="none", version_compatible=False, dla_core=None,
         input=EngineInput(name="input", dtype="float32", min_shape=[1, 3, 32, 32],
                           opt_shape=[64, 3, 32, 32], max_shape=[64, 3, 32, 32]),
         output_name="logits", preprocess={"image_size": None, "resize": None,
                                           "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
                                           "channels": 3},
-        labels=["a", "b"], onnx_file="model.onnx", onnx_sha256="0" * 64,
-        trtexec_command="trtexec --onnx=model.onnx", built_with="python")
+        labels=["a", "b"], onnx_file="model.fp16.trt.onnx", onnx_sha256="0" * 64,
+        source_onnx="model.onnx", source_sha256="1" * 64,
+        trtexec_command="trtexec --onnx=model.fp16.trt.onnx", built_with="python")
     return base.model_copy(update=changes)
 
 
-@pytest.mark.parametrize(("precision", "flags"), [
-    ("fp32", []), ("fp16", ["--fp16"]), ("int8", ["--int8"]), ("int8+fp16", ["--int8", "--fp16"])])
-def test_precision_flags_and_trtexec_command(precision: str, flags: list[str]) -> None:
-    spec = EngineSpec(precisions=[precision], min_batch=1, max_batch=32, workspace_mb=512,
-                      optimization_level=4)
-    plan = plan_build(Path("m.onnx"), Path("m.engine"), precision, spec, "input", (3, 32, 32),
-                      opt_batch=8, timing_cache=Path("t.cache"))
-    assert plan.profile.min_shape == (1, 3, 32, 32) and plan.profile.opt_shape == (8, 3, 32, 32)
-    assert plan.profile.max_shape == (32, 3, 32, 32)
-    assert plan.profile.contains(32) and not plan.profile.contains(33)
-    command = trtexec_command(plan)
-    assert command[:3] == ["trtexec", "--onnx=m.onnx", "--saveEngine=m.engine"]
+def plan(precision: str, release: str = "11.4", **spec: object) -> BuildPlan:
+    settings: dict[str, object] = {"precisions": [precision], "min_batch": 1, "max_batch": 32,
+                                   "workspace_mb": 512, "optimization_level": 4, **spec}
+    return plan_build(Path("m.onnx"), Path("m.fp16.engine"), precision,
+                      EngineSpec.model_validate(settings), "input", (3, 32, 32),
+                      supported_release(release), opt_batch=8, timing_cache=Path("t.cache"))
+
+
+@pytest.mark.parametrize("release", ["10.3", "10.13", "11.4"])
+@pytest.mark.parametrize(("precision", "transform"), [
+    ("fp32", "none"), ("tf32", "none"), ("fp16", "fp16"), ("int8", "none"),
+    ("int8+fp16", "qdq-fp16")])
+def test_engines_are_strongly_typed_on_every_release(release: str, precision: str,
+                                                     transform: str) -> None:
+    built = plan(precision, release)
+    assert built.typing == "strong" and built.transform == transform and built.flags == ()
+    assert built.onnx == (Path("m.onnx") if transform == "none" else Path("m.fp16.trt.onnx"))
+    assert built.tf32 == (precision == "tf32")
+    assert built.profile.min_shape == (1, 3, 32, 32) and built.profile.opt_shape == (8, 3, 32, 32)
+    assert built.profile.max_shape == (32, 3, 32, 32)
+    assert built.profile.contains(32) and not built.profile.contains(33)
+    command = trtexec_command(built)
+    assert command[:4] == ["trtexec", f"--onnx={built.onnx}", "--saveEngine=m.fp16.engine",
+                           "--skipInference"]
     assert "--minShapes=input:1x3x32x32" in command and "--maxShapes=input:32x3x32x32" in command
-    assert "--memPoolSize=workspace:512" in command  # MiB (no suffix: every TensorRT 10)
+    assert "--memPoolSize=workspace:512" in command  # MiB (no suffix: every release)
     assert "--builderOptimizationLevel=4" in command and "--timingCacheFile=t.cache" in command
-    assert [c for c in command if c in ("--fp16", "--int8")] == flags
+    assert not {"--fp16", "--int8", "--best"} & set(command)  # weak typing: gone in 11.x
+    assert ("--stronglyTyped" in command) == (release != "11.4")  # always on in 11.x
+    assert ("--noTF32" in command) == (precision != "tf32")
+    assert "strongly typed" in built.mode
 
 
 def test_deployment_options_map_to_flags_and_trtexec() -> None:
-    spec = EngineSpec(hardware_compatibility="ampere_plus", version_compatible=True, dla_core=0,
-                      sparsity=True)
-    plan = plan_build(Path("m.onnx"), Path("m.engine"), "fp16", spec, "input", (3, 32, 32))
-    assert set(plan.flags) == {"FP16", "VERSION_COMPATIBLE", "GPU_FALLBACK", "SPARSE_WEIGHTS"}
-    command = trtexec_command(plan)
+    built = plan("fp16", hardware_compatibility="ampere_plus", version_compatible=True,
+                 sparsity=True)
+    assert set(built.flags) == {"VERSION_COMPATIBLE", "SPARSE_WEIGHTS"}
+    command = trtexec_command(built)
     for expected in ("--hardwareCompatibilityLevel=ampere+", "--versionCompatible",
-                     "--useDLACore=0", "--allowGPUFallback", "--sparsity=enable"):
+                     "--sparsity=enable"):
         assert expected in command
+    same = trtexec_command(plan("fp16", "10.13", hardware_compatibility="same_compute_capability"))
+    assert "--hardwareCompatibilityLevel=sameComputeCapability" in same
+    with pytest.raises(EnginePlanError, match="same_compute_capability needs TensorRT 10.13"):
+        plan("fp16", "10.3", hardware_compatibility="same_compute_capability")
+
+
+def test_dla_is_fp16_with_one_static_batch() -> None:
+    static = {"dla_core": 0, "min_batch": 4, "max_batch": 4}
+    orin = plan("fp16", "10.3", **static)  # JetPack 6: DLA builds are weakly typed
+    assert orin.typing == "weak" and orin.transform == "none" and orin.onnx == Path("m.onnx")
+    assert orin.flags == ("FP16", "GPU_FALLBACK") and "weakly typed" in orin.mode
+    command = trtexec_command(orin)
+    assert {"--fp16", "--useDLACore=0", "--allowGPUFallback"} <= set(command)
+    assert "--stronglyTyped" not in command
+    assert orin.profile.min_shape == orin.profile.opt_shape == orin.profile.max_shape
+    later = plan("fp16", "11.4", **static)  # JetPack 7.2.2+: strongly typed, FP16 graph
+    assert later.typing == "strong" and later.transform == "fp16" and "--fp16" not in \
+        trtexec_command(later)
+    with pytest.raises(EnginePlanError, match="DLA engine has one static batch.*1..32"):
+        plan("fp16", "10.3", dla_core=0)
+    for int8 in ("int8", "int8+fp16"):
+        with pytest.raises(EnginePlanError, match="INT8 on DLA needs implicit quantization"):
+            plan(int8, "10.3", **static)
+    with pytest.raises(EnginePlanError, match="DLA runs FP16 or INT8 layers only"):
+        plan("fp32", "10.3", **static)
+
+
+def test_target_release_is_one_we_know() -> None:
+    assert supported_release("10.3.0.26").major_minor == (10, 3)
+    with pytest.raises(TensorRTVersionError, match=r"unknown target TensorRT 10.4 \(did you "
+                                                   r"mean 11.4\?\): choose 10.3"):
+        supported_release("10.4")
+    with pytest.raises(ValueError, match="unknown target TensorRT 9.0"):
+        EngineSpec(tensorrt_version="9.0")
+    with pytest.raises(TensorRTVersionError, match="not a TensorRT version"):
+        supported_release("latest")
+    assert release("10.8.0.43").weak_typing and not release("11.0.0").weak_typing
+    with pytest.raises(TensorRTVersionError, match="TensorRT 8.6.1 is not supported"):
+        release("8.6.1")
 
 
 def test_profile_must_be_ordered() -> None:
@@ -79,7 +144,7 @@ def test_metadata_round_trip_and_corruption(tmp_path: Path) -> None:
     write_metadata(engine, metadata())
     assert read_metadata(engine) == metadata()
     assert json.loads((tmp_path / "model.fp16.engine.json").read_text())["schema"] == \
-        "edgevision.engine/1"
+        "edgevision.engine/2"
     (tmp_path / "model.fp16.engine.json").write_text("{not json")
     with pytest.raises(ArtifactError, match="not valid edgevision engine metadata"):
         read_metadata(engine)
@@ -87,19 +152,37 @@ def test_metadata_round_trip_and_corruption(tmp_path: Path) -> None:
         read_metadata(tmp_path / "other.engine")
 
 
-def test_engine_from_another_tensorrt_or_gpu_is_refused_with_how_to_rebuild() -> None:
+def test_engine_from_another_platform_tensorrt_or_gpu_is_refused_with_how_to_rebuild(
+        ) -> None:
     engine = Path("model.fp16.engine")
-    check_compatible(metadata(), "10.3.0.26", ORIN, engine)  # same x.y.z: fine
+    check_compatible(metadata(), "10.3.0.26", ORIN, engine, "aarch64")  # same x.y.z: fine
+    with pytest.raises(BackendUnavailableError,
+                       match=r"built on aarch64; this machine is x86_64: rebuild it here: "
+                             r"edgevision build model.onnx --precision fp16"):
+        check_compatible(metadata(), "10.3.0", ORIN, engine, "x86_64")
     with pytest.raises(BackendUnavailableError,
                        match=r"built with TensorRT 10.3.0; this machine has TensorRT 10.13.0: "
                              r"rebuild it here: edgevision build model.onnx --precision fp16"):
-        check_compatible(metadata(), "10.13.0", ORIN, engine)
-    check_compatible(metadata(version_compatible=True), "10.13.0", ORIN, engine)
+        check_compatible(metadata(), "10.13.0", ORIN, engine, "aarch64")
+    portable = metadata(version_compatible=True)  # forward compatible, into 11.x as well
+    for later in ("10.13.0", "11.4.0.106"):
+        check_compatible(portable, later, ORIN, engine, "aarch64")
+    with pytest.raises(BackendUnavailableError, match="built with TensorRT 10.13.3 "
+                                                      r"\(version-compatible\)"):
+        check_compatible(metadata(version_compatible=True, tensorrt_version="10.13.3"),
+                         "10.3.0", ORIN, engine, "aarch64")
     h100 = GpuInfo(name="NVIDIA H100", compute_capability=(9, 0))
     with pytest.raises(BackendUnavailableError, match=r"built for Orin \(compute capability "
                                                       r"8.7.*this GPU is NVIDIA H100 \(9.0\)"):
-        check_compatible(metadata(), "10.3.0", h100, engine)
-    check_compatible(metadata(hardware_compatibility="ampere_plus"), "10.3.0", h100, engine)
+        check_compatible(metadata(), "10.3.0", h100, engine, "aarch64")
+    check_compatible(metadata(hardware_compatibility="ampere_plus"), "10.3.0", h100, engine,
+                     "aarch64")
+    h200 = GpuInfo(name="NVIDIA H200", compute_capability=(9, 0))
+    on_h100 = metadata(gpu=h100)
+    with pytest.raises(BackendUnavailableError, match="this GPU is NVIDIA H200"):
+        check_compatible(on_h100, "10.3.0", h200, engine, "aarch64")
+    check_compatible(metadata(gpu=h100, hardware_compatibility="same_compute_capability"),
+                     "10.3.0", h200, engine, "aarch64")
 
 
 def test_int8_engine_needs_the_tensorrt_target_graph(tmp_path: Path) -> None:
@@ -120,8 +203,11 @@ def test_int8_engine_needs_the_tensorrt_target_graph(tmp_path: Path) -> None:
     with pytest.raises(EdgevisionError, match="this graph's target is cpu"):
         plan_for(path, tmp_path / "m.engine", "int8", EngineSpec())
     write_onnx_metadata(path, {"quantization": {"target": "tensorrt"}})
-    plan = plan_for(path, tmp_path / "m.engine", "int8", EngineSpec())
-    assert plan.flags == ("INT8",) and plan.profile.max_shape == (64, 3, 32, 32)
+    built = plan_for(path, tmp_path / "m.engine", "int8", EngineSpec(tensorrt_version="10.3"))
+    assert built.onnx == path and built.typing == "strong" and built.flags == ()
+    assert built.profile.max_shape == (64, 3, 32, 32)
+    with pytest.raises(EdgevisionError, match="a fp16 engine is built from the FP32 graph"):
+        plan_for(path, tmp_path / "m.engine", "fp16", EngineSpec())
 
 
 BLOCKED = ("torch", "torchvision", "onnxruntime", "onnx", "onnxscript", "torch_pruning",
@@ -211,24 +297,21 @@ def test_trtexec_failure_without_summary_is_one_line() -> None:
         parse_performance_summary("[E] Error[4]: ... &&&& FAILED TensorRT.trtexec")
 
 
-def test_dla_needs_reduced_precision() -> None:
-    from edgevision.errors import EdgevisionError
-
-    with pytest.raises(EdgevisionError, match="DLA runs FP16 or INT8 layers only"):
-        plan_build(Path("m.onnx"), Path("m.engine"), "fp32", EngineSpec(dla_core=0), "input",
-                   (3, 32, 32))
-
-
 def test_engine_from_a_changed_onnx_is_refused(tmp_path: Path) -> None:
     import hashlib
 
     from edgevision.backends.tensorrt.metadata import check_source_unchanged
 
-    source = tmp_path / "model.onnx"
+    source, typed = tmp_path / "model.onnx", tmp_path / "model.fp16.trt.onnx"
     source.write_bytes(b"graph v1")
-    meta = metadata(onnx_file=str(source),
-                    onnx_sha256=hashlib.sha256(b"graph v1").hexdigest())
+    typed.write_bytes(b"fp16 graph v1")
+    meta = metadata(source_onnx=str(source), source_sha256=hashlib.sha256(b"graph v1").hexdigest(),
+                    onnx_file=str(typed), onnx_sha256=hashlib.sha256(b"fp16 graph v1").hexdigest())
     check_source_unchanged(meta, tmp_path / "model.fp16.engine")
+    typed.write_bytes(b"fp16 graph v2")
+    with pytest.raises(ArtifactError, match="built from an earlier model.fp16.trt.onnx"):
+        check_source_unchanged(meta, tmp_path / "model.fp16.engine")
+    typed.unlink()
     source.write_bytes(b"graph v2")
     with pytest.raises(ArtifactError, match="built from an earlier model.onnx"):
         check_source_unchanged(meta, tmp_path / "model.fp16.engine")

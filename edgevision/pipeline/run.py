@@ -29,6 +29,9 @@ from edgevision.stages.state import (
 if TYPE_CHECKING:
     from edgevision.recipe.search import SearchSpec
 
+#: images whose activations decide where an FP16 engine graph keeps FP32
+FP16_RANGE_IMAGES = 64
+
 
 @dataclass
 class RunResult:
@@ -286,7 +289,10 @@ def _build_engines(state: PipelineState) -> None:
     if "tensorrt" not in state.recipe.benchmark.backends:
         log("[yellow]engine: benchmark.backends lacks tensorrt, so the engines are built but "
             "not measured[/yellow]")
-    results = build_run_engines(state.run.path, spec, max(state.recipe.benchmark.batch_sizes))
+    # FP16 graphs keep FP32 where these training images (never the evaluation split) overflow
+    samples = state.dataset.calibration_set().first(FP16_RANGE_IMAGES)
+    results = build_run_engines(state.run.path, spec, max(state.recipe.benchmark.batch_sizes),
+                                samples)
     for result in results:
         if result.engine is not None:
             state.add_artifact(f"{state.variant}-trt-{result.precision}", result.engine)

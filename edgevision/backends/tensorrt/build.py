@@ -1,4 +1,10 @@
-"""Building engines: the TensorRT Python API (TensorRT ≥ 10.3 calls only), or trtexec."""
+"""Building engines: the TensorRT Python API (10.3 to 11.x, see ``api``), or trtexec.
+
+Every TensorRT name is reached by plain attribute access; where releases differ the code
+branches on ``api.TRT_11_OR_LATER`` / ``api.TRT_10_13_OR_LATER``, which the three type checks
+fix per release, so a name a release lacks fails CI. TensorRT's own exceptions (a failed
+``trt.Builder``, a shape it refuses) become one-line ``EngineBuildError``s.
+"""
 
 from __future__ import annotations
 
@@ -10,72 +16,166 @@ from edgevision.backends.tensorrt.metadata import (
     EngineInput,
     EngineMetadata,
     GpuInfo,
+    this_platform,
     write_metadata,
 )
 from edgevision.backends.tensorrt.plan import BuildPlan, trtexec_command, trtexec_text
 from edgevision.backends.tensorrt.trtexec import run_trtexec
-from edgevision.errors import ArtifactError, ExportError
+from edgevision.backends.tensorrt.versions import parse_version
+from edgevision.errors import ArtifactError, EdgevisionError, ExportError, first_line
 from edgevision.io import atomic_path
+from edgevision.runlock import RunLock
+
+
+class EngineBuildError(ExportError):
+    """TensorRT could not build an engine (a one-line reason)."""
 
 
 def build_with_plan(plan: BuildPlan, builder: str) -> Path:
-    """Build ``plan.engine`` and its metadata file. A failed build leaves no new engine; the
-    old metadata file goes first, so an engine never pairs with another build's metadata."""
+    """Build ``plan.engine`` (from ``plan.onnx``, which must exist) and its metadata file. A
+    failed build leaves no new engine; the old metadata file goes first, so an engine never
+    pairs with another build's metadata."""
     from edgevision.backends.tensorrt.metadata import metadata_path
 
     metadata_path(plan.engine).unlink(missing_ok=True)
+    layers: str | None = None
     if builder == "trtexec":
         output = run_trtexec(trtexec_command(plan), plan.engine)
         try:
-            version, gpu = _trtexec_environment(output)
+            version, gpu = trtexec_environment(output)
         except ArtifactError:
             plan.engine.unlink(missing_ok=True)  # no engine without its metadata
             raise
     else:
         from edgevision.backends.tensorrt.runtime import gpu_info, tensorrt_version
 
-        _build_python(plan)
+        layers = _build_python_safely(plan)
         version, gpu = tensorrt_version(), gpu_info()
-    write_metadata(plan.engine, _metadata(plan, version, gpu, builder))
+    write_metadata(plan.engine, engine_metadata(plan, version, gpu, builder, layers))
     return plan.engine
 
 
-def _build_python(plan: BuildPlan) -> None:
+def _build_python_safely(plan: BuildPlan) -> str | None:
+    """``_build_python`` with TensorRT's own exceptions as one line."""
+    try:
+        return _build_python(plan)
+    except EdgevisionError:
+        raise
+    except Exception as exc:  # TypeError from trt.Builder, RuntimeError from set_shape, ...
+        raise EngineBuildError(f"TensorRT {plan.release.label} could not build "
+                               f"{plan.engine.name}: {type(exc).__name__}: "
+                               f"{first_line(exc)}") from exc
+
+
+def _build_python(plan: BuildPlan) -> str | None:
+    """Build and write the engine; return the engine inspector's per-layer JSON (or None)."""
     import tensorrt as trt
 
+    from edgevision.backends.tensorrt.api import INSTALLED
+
+    if INSTALLED.version[:2] != plan.release.version[:2]:
+        raise EngineBuildError(f"the build was planned for TensorRT {plan.release.label}, but "
+                               f"TensorRT {INSTALLED.label} is installed")
     logger = trt.Logger(trt.Logger.WARNING)
+    trt.init_libnvinfer_plugins(logger, "")
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    network = builder.create_network(_network_flags(plan))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(plan.onnx)):
         raise ExportError(f"TensorRT's ONNX parser rejects {plan.onnx.name}: "
                           f"{_parser_errors(parser)}")
     config = builder.create_builder_config()
-    for flag in plan.flags:
-        config.set_flag(getattr(trt.BuilderFlag, flag))
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
-    config.builder_optimization_level = plan.optimization_level
-    profile = builder.create_optimization_profile()
-    shapes = plan.profile
-    profile.set_shape(shapes.input_name, trt.Dims(list(shapes.min_shape)),
-                      trt.Dims(list(shapes.opt_shape)), trt.Dims(list(shapes.max_shape)))
-    config.add_optimization_profile(profile)
-    if plan.hardware_compatibility == "ampere_plus":
-        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
-    if plan.dla_core is not None:
-        config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = plan.dla_core
+    _configure(builder, config, plan)
     cache_file = plan.timing_cache
     _use_timing_cache(config, cache_file)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise ExportError(f"TensorRT could not build {plan.engine.name} from {plan.onnx.name} "
-                          "(see the TensorRT log above)")
+        raise EngineBuildError(f"TensorRT could not build {plan.engine.name} from "
+                               f"{plan.onnx.name} (see the TensorRT log above)")
     with atomic_path(plan.engine) as tmp:
         tmp.write_bytes(bytes(serialized))
     if cache_file is not None:
-        with atomic_path(cache_file) as tmp:
-            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+        _save_timing_cache(config, cache_file)
+    return _layer_information(logger, serialized)
+
+
+def _network_flags(plan: BuildPlan) -> int:
+    """Strong typing: always on (and its flag deprecated) in 11.x, asked for in 10.x."""
+    import tensorrt as trt
+
+    from edgevision.backends.tensorrt.api import TRT_11_OR_LATER
+
+    if TRT_11_OR_LATER or plan.typing == "weak":
+        return 0
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
+def _configure(builder: Any, config: Any, plan: BuildPlan) -> None:
+    """Flags, workspace, profile, compatibility, DLA and layer information for ``plan``."""
+    import tensorrt as trt
+
+    for flag in _builder_flags(plan):
+        config.set_flag(flag)
+    if not plan.tf32:  # TensorRT allows TF32 for FP32 tensors by default
+        config.clear_flag(trt.BuilderFlag.TF32)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
+    config.builder_optimization_level = plan.optimization_level
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    profile = builder.create_optimization_profile()
+    shapes = plan.profile
+    profile.set_shape(shapes.input_name, trt.Dims(list(shapes.min_shape)),
+                      trt.Dims(list(shapes.opt_shape)), trt.Dims(list(shapes.max_shape)))
+    if config.add_optimization_profile(profile) < 0:
+        raise EngineBuildError(f"TensorRT refused the optimization profile {shapes.min_shape}"
+                               f"..{shapes.max_shape} for input {shapes.input_name!r}")
+    _set_hardware_compatibility(config, plan)
+    if plan.dla_core is not None:
+        if builder.num_DLA_cores <= plan.dla_core:
+            raise EngineBuildError(f"DLA core {plan.dla_core} does not exist here (this GPU has "
+                                   f"{builder.num_DLA_cores} DLA cores; Jetson Thor has none)")
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = plan.dla_core
+
+
+def _builder_flags(plan: BuildPlan) -> list[Any]:
+    """The ``trt.BuilderFlag`` members of ``plan.flags``."""
+    import tensorrt as trt
+
+    flags = _weak_precision_flags(plan) if plan.typing == "weak" else []
+    if plan.version_compatible:
+        flags.append(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if plan.dla_core is not None and plan.gpu_fallback:
+        flags.append(trt.BuilderFlag.GPU_FALLBACK)
+    if plan.sparsity:
+        flags.append(trt.BuilderFlag.SPARSE_WEIGHTS)
+    return flags
+
+
+def _weak_precision_flags(plan: BuildPlan) -> list[Any]:
+    """Weak typing (DLA on 10.x): FP16 from the builder flag. TensorRT 11 has no such flag."""
+    import tensorrt as trt
+
+    from edgevision.backends.tensorrt.api import TRT_11_OR_LATER
+
+    if TRT_11_OR_LATER:
+        raise EngineBuildError("TensorRT 11 builds strongly typed networks only; this plan "
+                               "asks for builder precision flags")
+    return [trt.BuilderFlag.FP16]
+
+
+def _set_hardware_compatibility(config: Any, plan: BuildPlan) -> None:
+    import tensorrt as trt
+
+    from edgevision.backends.tensorrt.api import TRT_10_13_OR_LATER
+
+    if plan.hardware_compatibility == "ampere_plus":
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    elif plan.hardware_compatibility == "same_compute_capability":
+        if not TRT_10_13_OR_LATER:
+            raise EngineBuildError("hardware_compatibility same_compute_capability needs "
+                                   "TensorRT 10.13 or later")
+        config.hardware_compatibility_level = \
+            trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
 
 
 def _use_timing_cache(config: Any, cache_file: Path | None) -> None:
@@ -92,37 +192,70 @@ def _use_timing_cache(config: Any, cache_file: Path | None) -> None:
         config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
 
 
+def _save_timing_cache(config: Any, cache_file: Path) -> None:
+    """Write the timing cache under a lock (``<cache>.lock``); another build writing it at the
+    same moment wins and this one's timings are not saved (the next build re-times)."""
+    from edgevision.progress import log
+
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = RunLock.acquire(cache_file.with_name(cache_file.name + ".lock"))
+    except BlockingIOError:
+        log(f"timing cache {cache_file} is being written by another build: not updated")
+        return
+    try:
+        with atomic_path(cache_file) as tmp:
+            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+    finally:
+        lock.release()
+
+
+def _layer_information(logger: Any, serialized: Any) -> str | None:
+    """The engine inspector's JSON (per-layer precisions and tactics), read from a
+    deserialized copy of the engine just built (None where it cannot be deserialized)."""
+    import tensorrt as trt
+
+    engine = trt.Runtime(logger).deserialize_cuda_engine(bytes(serialized))
+    if engine is None:
+        return None
+    inspector = engine.create_engine_inspector()
+    return str(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+
+
 def _parser_errors(parser: Any) -> str:
     """The parser's errors, each with the ONNX node it concerns."""
     messages = []
     for index in range(parser.num_errors):
         error = parser.get_error(index)
-        node = error.node_name() if hasattr(error, "node_name") else f"#{error.node()}"
-        operator = f" ({error.node_operator()})" if hasattr(error, "node_operator") else ""
-        messages.append(f"node {node}{operator}: {error.desc()}")
+        messages.append(f"node {error.node_name()} ({error.node_operator()}): {error.desc()}")
     return "; ".join(messages) or "no error message"
 
 
-def _trtexec_environment(output: str) -> tuple[str, GpuInfo]:
+def trtexec_environment(output: str) -> tuple[str, GpuInfo]:
     """TensorRT version and GPU from trtexec's log header."""
     version = re.search(r"TensorRT version:\s*([\d.]+)", output)
+    banner = re.search(r"\[TensorRT v(\d{6})\]", output)
     name = re.search(r"Selected Device:\s*(.+)", output)
     capability = re.search(r"Compute Capability:\s*(\d+)\.(\d+)", output)
-    if not (version and name and capability):
+    if not ((version or banner) and name and capability):
         raise ArtifactError("trtexec built the engine but its log lacks the TensorRT version "
                             "or device lines needed for the metadata file")
-    return version[1], GpuInfo(name=name[1].strip(),
-                               compute_capability=(int(capability[1]), int(capability[2])))
+    text = version[1] if version else ".".join(str(v) for v in parse_version(banner[1]))
+    return text, GpuInfo(name=name[1].strip(),
+                         compute_capability=(int(capability[1]), int(capability[2])))
 
 
-def _metadata(plan: BuildPlan, version: str, gpu: GpuInfo, builder: str) -> EngineMetadata:
+def engine_metadata(plan: BuildPlan, version: str, gpu: GpuInfo, builder: str,
+                    layers: str | None) -> EngineMetadata:
+    """The metadata of the engine ``plan`` built with TensorRT ``version`` on ``gpu``."""
     import hashlib
 
     from edgevision.onnxmeta import read_metadata
 
-    source = read_metadata(plan.onnx)
+    source = read_metadata(plan.source)
     return EngineMetadata(
-        tensorrt_version=version, gpu=gpu, precision=plan.precision, flags=list(plan.flags),
+        tensorrt_version=version, platform=this_platform(), gpu=gpu, precision=plan.precision,
+        build_mode=plan.mode, flags=list(plan.flags), tf32=plan.tf32,
         hardware_compatibility=plan.hardware_compatibility,
         version_compatible=plan.version_compatible, dla_core=plan.dla_core,
         input=EngineInput(name=plan.profile.input_name, dtype="float32",
@@ -132,5 +265,7 @@ def _metadata(plan: BuildPlan, version: str, gpu: GpuInfo, builder: str) -> Engi
         output_name=plan.profile.output_name, preprocess=source.get("preprocess", {}),
         labels=list(source.get("labels", [])), onnx_file=str(plan.onnx),
         onnx_sha256=hashlib.sha256(plan.onnx.read_bytes()).hexdigest(),
+        source_onnx=str(plan.source),
+        source_sha256=hashlib.sha256(plan.source.read_bytes()).hexdigest(),
         trtexec_command=trtexec_text(plan), built_with="python" if builder == "python"
-        else "trtexec")
+        else "trtexec", layers=layers)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edgevision.errors import ArtifactError, BackendUnavailableError
 from edgevision.io import write_json_atomic
 
-ENGINE_SCHEMA = "edgevision.engine/1"
+ENGINE_SCHEMA = "edgevision.engine/2"
 
 
 class GpuInfo(BaseModel):
@@ -39,11 +39,17 @@ class EngineMetadata(BaseModel):
 
     # "schema" in JSON; schema_ in Python (BaseModel.schema is a method)
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    schema_: Literal["edgevision.engine/1"] = Field("edgevision.engine/1", alias="schema")
+    schema_: Literal["edgevision.engine/2"] = Field("edgevision.engine/2", alias="schema")
     tensorrt_version: str
+    #: the CPU architecture the engine was built on (x86_64, aarch64): it runs only there
+    platform: str
     gpu: GpuInfo
     precision: str
+    #: how the precision was set: strongly typed from the graph's types, or builder flags
+    build_mode: str
     flags: list[str]
+    #: TF32 allowed for FP32 layers (TensorRT's default; edgevision clears it except for tf32)
+    tf32: bool
     hardware_compatibility: str
     version_compatible: bool
     dla_core: int | None
@@ -51,10 +57,15 @@ class EngineMetadata(BaseModel):
     output_name: str
     preprocess: dict[str, Any]
     labels: list[str]
+    #: the graph TensorRT parsed (typed for the precision) and the one it was made from
     onnx_file: str
     onnx_sha256: str
+    source_onnx: str
+    source_sha256: str
     trtexec_command: str
     built_with: Literal["python", "trtexec"]
+    #: per-layer precisions from TensorRT's engine inspector (None: not inspected)
+    layer_precisions: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
@@ -77,37 +88,64 @@ def read_metadata(engine: Path) -> EngineMetadata:
                             "by edgevision carry one; rebuild with `edgevision build`)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and data.get("schema") == "edgevision.engine/1":
+            raise ArtifactError(f"{path}: engine metadata of an older edgevision (schema "
+                                "edgevision.engine/1): rebuild the engine with edgevision build")
         return EngineMetadata.model_validate(data)
     except (json.JSONDecodeError, ValidationError) as exc:
         raise ArtifactError(f"{path}: not valid edgevision engine metadata "
                             f"({str(exc).splitlines()[0]})") from None
 
 
+def this_platform() -> str:
+    """The CPU architecture, as engines record it (``x86_64``, ``aarch64``)."""
+    import platform
+
+    machine = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+
+
 def check_compatible(metadata: EngineMetadata, tensorrt_version: str, gpu: GpuInfo,
-                     engine: Path) -> None:
+                     engine: Path, platform: str | None = None) -> None:
     """Raise with what was expected, what was found and how to rebuild, when ``engine`` cannot
-    run with this TensorRT on this GPU."""
-    rebuild = (f"rebuild it here: edgevision build {metadata.onnx_file} --precision "
+    run with this TensorRT on this GPU and CPU architecture."""
+    rebuild = (f"rebuild it here: edgevision build {metadata.source_onnx} --precision "
                f"{metadata.precision}")
-    built, found = _version(metadata.tensorrt_version), _version(tensorrt_version)
-    if metadata.version_compatible:
-        version_ok = found >= built and found[0] == built[0]
-    else:
-        version_ok = found[:3] == built[:3]
-    if not version_ok:
+    platform = platform or this_platform()
+    if platform != metadata.platform:
+        raise BackendUnavailableError(f"{engine.name} was built on {metadata.platform}; this "
+                                      f"machine is {platform}: {rebuild}")
+    if not _version_runs(metadata, tensorrt_version):
         raise BackendUnavailableError(
             f"{engine.name} was built with TensorRT {metadata.tensorrt_version}"
             f"{' (version-compatible)' if metadata.version_compatible else ''}; this machine "
             f"has TensorRT {tensorrt_version}: {rebuild}")
-    if metadata.hardware_compatibility == "ampere_plus":
-        gpu_ok = gpu.compute_capability >= (8, 0)
-    else:
-        gpu_ok = gpu.compute_capability == metadata.gpu.compute_capability
-    if not gpu_ok:
+    if not _gpu_runs(metadata, gpu):
         raise BackendUnavailableError(
             f"{engine.name} was built for {metadata.gpu.name} (compute capability "
             f"{_cc(metadata.gpu)}, hardware compatibility {metadata.hardware_compatibility}); "
             f"this GPU is {gpu.name} ({_cc(gpu)}): {rebuild}")
+
+
+def _version_runs(metadata: EngineMetadata, tensorrt_version: str) -> bool:
+    """An engine runs on the TensorRT x.y.z that built it; a version-compatible one also on
+    later releases (NVIDIA: forward compatible from the building release on, 10.x engines
+    included in 11.x, with the runtime's host code allowed)."""
+    built, found = _version(metadata.tensorrt_version), _version(tensorrt_version)
+    if metadata.version_compatible:
+        return found >= built
+    return found[:3] == built[:3]
+
+
+def _gpu_runs(metadata: EngineMetadata, gpu: GpuInfo) -> bool:
+    """none: the GPU model it was built on; same_compute_capability: that compute
+    capability; ampere_plus: compute capability 8.0 or later."""
+    if metadata.hardware_compatibility == "ampere_plus":
+        return gpu.compute_capability >= (8, 0)
+    same = gpu.compute_capability == metadata.gpu.compute_capability
+    if metadata.hardware_compatibility == "same_compute_capability":
+        return same
+    return same and gpu.name == metadata.gpu.name
 
 
 def check_source_unchanged(metadata: EngineMetadata, engine: Path) -> None:
@@ -115,13 +153,15 @@ def check_source_unchanged(metadata: EngineMetadata, engine: Path) -> None:
     (re-exported or re-quantized since): the engine would run an older model."""
     import hashlib
 
-    source = Path(metadata.onnx_file)
-    if not source.is_file():
-        return  # a device with the engine only
-    if hashlib.sha256(source.read_bytes()).hexdigest() != metadata.onnx_sha256:
-        raise ArtifactError(f"{engine.name} was built from an earlier {source.name} (its sha256 "
-                            f"differs now): rebuild it with edgevision build {source} "
-                            f"--precision {metadata.precision}")
+    for file, sha256 in ((metadata.source_onnx, metadata.source_sha256),
+                         (metadata.onnx_file, metadata.onnx_sha256)):
+        source = Path(file)
+        if not source.is_file():
+            continue  # a device with the engine only
+        if hashlib.sha256(source.read_bytes()).hexdigest() != sha256:
+            raise ArtifactError(f"{engine.name} was built from an earlier {source.name} (its "
+                                f"sha256 differs now): rebuild it with edgevision build "
+                                f"{metadata.source_onnx} --precision {metadata.precision}")
 
 
 def _cc(gpu: GpuInfo) -> str:

@@ -7,9 +7,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from edgevision.backends.tensorrt.versions import TensorRTVersionError, supported_release
 from edgevision.config import Strict
 
-EnginePrecision = Literal["fp32", "fp16", "int8", "int8+fp16"]
+EnginePrecision = Literal["fp32", "tf32", "fp16", "int8", "int8+fp16"]
 
 
 class EngineSpec(Strict):
@@ -18,8 +19,10 @@ class EngineSpec(Strict):
 
     precisions: list[EnginePrecision] = Field(
         default_factory=lambda: list[EnginePrecision](["fp16"]),
-        description="fp32, fp16 (builder flag), int8 (from the quantize stage's tensorrt-target "
-        "QDQ graph), int8+fp16 (unquantized layers in FP16)")
+        description="fp32 (TF32 off), tf32 (FP32 graph, TF32 allowed), fp16 (an FP16 graph "
+        "made from model.onnx, FP32 kept where FP16 would overflow), int8 (the quantize stage's "
+        "tensorrt-target Q/DQ graph), int8+fp16 (that graph with its unquantized compute in "
+        "FP16); engines are strongly typed: the graph's types set the precision")
     min_batch: int = Field(1, ge=1, description="optimization profile: smallest batch")
     opt_batch: int | None = Field(None, ge=1, description="batch TensorRT tunes for (default: "
                                   "the largest benchmark batch size)")
@@ -31,12 +34,19 @@ class EngineSpec(Strict):
         None, description="timing cache file re-used between builds (default: tensorrt/"
         "timing.cache in the edgevision cache); one from another GPU or TensorRT version is "
         "replaced")
-    hardware_compatibility: Literal["none", "ampere_plus"] = Field(
-        "none", description="ampere_plus: the engine runs on any Ampere-or-newer GPU "
-        "(slower kernels may be chosen)")
+    hardware_compatibility: Literal["none", "same_compute_capability", "ampere_plus"] = Field(
+        "none", description="none: the GPU model it was built on; same_compute_capability "
+        "(TensorRT 10.13+): any GPU of that compute capability; ampere_plus: any Ampere-or-newer "
+        "GPU (slower kernels may be chosen)")
+    tensorrt_version: str | None = Field(
+        None, description="the TensorRT release the engines are for (10.3 = JetPack 6, 10.13 = "
+        "JetPack 7.0, 11.4 = desktop pip / JetPack 7.2.2+): a build refuses another installed "
+        "release; without TensorRT, the trtexec commands are written for it (default: the "
+        "installed TensorRT, else 11.4)")
     version_compatible: bool = Field(False, description="runs on later TensorRT versions too "
                                      "(embeds the lean runtime; larger, can be slower)")
-    dla_core: int | None = Field(None, ge=0, description="Jetson: run on this DLA core")
+    dla_core: int | None = Field(None, ge=0, description="Jetson Orin: run on this DLA core "
+                                 "(fp16; one static batch: min_batch = opt_batch = max_batch)")
     gpu_fallback: bool = Field(True, description="with dla_core: layers DLA cannot run go to "
                                "the GPU")
     sparsity: bool = Field(False, description="allow 2:4 structured-sparse kernels (weights "
@@ -52,4 +62,9 @@ class EngineSpec(Strict):
                              f"(got {self.min_batch}, {opt}, {self.max_batch})")
         if not self.precisions or len(set(self.precisions)) != len(self.precisions):
             raise ValueError("engine.precisions must be a non-empty list of distinct values")
+        if self.tensorrt_version is not None:
+            try:
+                supported_release(self.tensorrt_version)
+            except TensorRTVersionError as exc:
+                raise ValueError(str(exc)) from None
         return self

@@ -78,6 +78,25 @@ def trtexec_path() -> str:
     return found
 
 
+def trtexec_version() -> str | None:
+    """The TensorRT version of the trtexec on PATH (its ``[TensorRT v100300]`` banner), or None
+    without trtexec."""
+    try:
+        path = trtexec_path()
+    except BackendUnavailableError:
+        return None
+    try:
+        result = subprocess.run([path, "--help"], capture_output=True, text=True, check=False,
+                                timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    banner = re.search(r"\[TensorRT v(\d{2})(\d{2})(\d{2})\]", result.stdout + result.stderr)
+    if banner is None:
+        raise BackendUnavailableError(f"{path} --help printed no [TensorRT vNNNNNN] banner: is it "
+                                      "TensorRT's trtexec?")
+    return ".".join(str(int(part)) for part in banner.groups())
+
+
 def run_trtexec(command: list[str], engine: Path | None = None) -> str:
     """Run trtexec; return its output. With ``engine``, the build writes to a temporary name
     renamed into place only on success."""
@@ -104,14 +123,25 @@ def _run(command: list[str]) -> str:
     return output
 
 
-def trtexec_benchmark(engine: Path, input_name: str, shape: tuple[int, ...],
-                      iterations: int, warmup_ms: int = 200,
-                      dla_core: int | None = None) -> TrtexecSummary:
-    """Time ``engine`` with trtexec at ``shape`` and parse its performance summary."""
+def benchmark_command(engine: Path, input_name: str, shape: tuple[int, ...], iterations: int,
+                      warmup_ms: int = 200, dla_core: int | None = None,
+                      version_compatible: bool = False) -> list[str]:
+    """trtexec timing ``engine`` at ``shape`` exactly ``iterations`` times (``--duration=0``:
+    otherwise trtexec runs for at least 3 s whatever the count)."""
     dims = "x".join(str(d) for d in shape)
     command = ["trtexec", f"--loadEngine={engine}", f"--shapes={input_name}:{dims}",
-               f"--iterations={iterations}", f"--warmUp={warmup_ms}"]
+               f"--iterations={iterations}", "--duration=0", f"--warmUp={warmup_ms}"]
+    if version_compatible:  # the engine's lean runtime is loaded from the plan
+        command.append("--versionCompatible")
     if dla_core is not None:
         command.append(f"--useDLACore={dla_core}")
-    output = run_trtexec(command)
+    return command
+
+
+def trtexec_benchmark(engine: Path, input_name: str, shape: tuple[int, ...],
+                      iterations: int, warmup_ms: int = 200, dla_core: int | None = None,
+                      version_compatible: bool = False) -> TrtexecSummary:
+    """Time ``engine`` with trtexec at ``shape`` and parse its performance summary."""
+    output = run_trtexec(benchmark_command(engine, input_name, shape, iterations, warmup_ms,
+                                           dla_core, version_compatible))
     return parse_performance_summary(output)

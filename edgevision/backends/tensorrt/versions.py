@@ -90,7 +90,7 @@ def release(version: str) -> TensorRTRelease:
     named = SUPPORTED.get(".".join(str(v) for v in numbers[:2]))
     if named is not None and len(numbers) <= 2:
         return named
-    if not OLDEST <= (numbers + (0,))[:2] < FIRST_UNSUPPORTED:
+    if not OLDEST <= (*numbers, 0)[:2] < FIRST_UNSUPPORTED:
         close = difflib.get_close_matches(version, SUPPORTED, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise TensorRTVersionError(
@@ -98,3 +98,28 @@ def release(version: str) -> TensorRTRelease:
             f"to 11.x ({', '.join(f'{k} = {v.platform}' for k, v in SUPPORTED.items())})")
     platform = named.platform if named is not None else "installed"
     return TensorRTRelease(numbers, platform)
+
+
+def supported_release(name: str) -> TensorRTRelease:
+    """A release a user targets (``--tensorrt-version``, ``engine.tensorrt_version``): one of
+    ``SUPPORTED`` (or a full version of one, e.g. 10.3.0.26); anything else is refused."""
+    numbers = parse_version(name)
+    key = ".".join(str(v) for v in numbers[:2])
+    if key not in SUPPORTED:
+        close = difflib.get_close_matches(name, SUPPORTED, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise TensorRTVersionError(
+            f"unknown target TensorRT {name}{hint}: choose "
+            f"{', '.join(f'{k} ({v.platform})' for k, v in SUPPORTED.items())}")
+    return SUPPORTED[key] if len(numbers) <= 2 else TensorRTRelease(numbers,
+                                                                     SUPPORTED[key].platform)
+
+
+def installed_version() -> str | None:
+    """The version of the ``tensorrt`` module installed here, or None without one (its
+    libraries missing count as none)."""
+    try:
+        import tensorrt
+    except (ImportError, OSError):
+        return None
+    return str(tensorrt.__version__)
