@@ -114,8 +114,12 @@ def test_dla_is_fp16_with_one_static_batch() -> None:
     with pytest.raises(EnginePlanError, match="DLA engine has one static batch.*1..32"):
         plan("fp16", "10.3", dla_core=0)
     for int8 in ("int8", "int8+fp16"):
-        with pytest.raises(EnginePlanError, match="INT8 on DLA needs implicit quantization"):
+        with pytest.raises(EnginePlanError, match="INT8 on DLA with TensorRT 10.3 needs "
+                                                  "implicit quantization"):
             plan(int8, "10.3", **static)
+        with pytest.raises(EnginePlanError, match="INT8 on DLA with TensorRT 11.4 needs Q/DQ "
+                                                  "scales on every tensor"):
+            plan(int8, "11.4", **static)
     with pytest.raises(EnginePlanError, match="DLA runs FP16 or INT8 layers only"):
         plan("fp32", "10.3", **static)
 
@@ -287,6 +291,18 @@ def test_trtexec_summary_parsed_from_real_logs() -> None:
         (LOGS / "trt10.3-jetson-nodatatransfers.log").read_text())
     assert jetson.throughput_qps == 318.007 and jetson.times["h2d"].median == 0.0
     assert jetson.times["latency"].percentiles == {"p90": 3.14587, "p95": 3.14771, "p99": 3.15039}
+
+
+def test_trtexec_benchmark_runs_the_count_with_copies_on_every_release() -> None:
+    from edgevision.backends.tensorrt.trtexec import benchmark_command
+
+    for name in ("10.3", "10.13", "11.4"):
+        command = benchmark_command(Path("m.engine"), "input", (8, 3, 32, 32), 200,
+                                    supported_release(name), version_compatible=True)
+        assert {"--iterations=200", "--duration=0", "--shapes=input:8x3x32x32",
+                "--versionCompatible"} <= set(command)
+        # trtexec 11 leaves host<->device copies out by default; 10.x includes them
+        assert ("--includeDataTransfers" in command) == (name == "11.4")
 
 
 def test_trtexec_failure_without_summary_is_one_line() -> None:

@@ -127,13 +127,19 @@ def check_compatible(metadata: EngineMetadata, tensorrt_version: str, gpu: GpuIn
             f"this GPU is {gpu.name} ({_cc(gpu)}): {rebuild}")
 
 
+#: majors a version-compatible engine may cross (NVIDIA's support matrix: "TensorRT 10
+#: version-compatible engines can run with a TensorRT 11 runtime, and TensorRT 8 [ones] with a
+#: TensorRT 10 runtime. No other combination across major versions is supported.")
+CROSS_MAJOR_COMPATIBLE = {(10, 11), (8, 10)}
+
+
 def _version_runs(metadata: EngineMetadata, tensorrt_version: str) -> bool:
     """An engine runs on the TensorRT x.y.z that built it; a version-compatible one also on
-    later releases (NVIDIA: forward compatible from the building release on, 10.x engines
-    included in 11.x, with the runtime's host code allowed)."""
+    later releases of its major, and a 10.x one on 11.x (the runtime allows its host code)."""
     built, found = _version(metadata.tensorrt_version), _version(tensorrt_version)
     if metadata.version_compatible:
-        return found >= built
+        same_major = found[0] == built[0] or (built[0], found[0]) in CROSS_MAJOR_COMPATIBLE
+        return found >= built and same_major
     return found[:3] == built[:3]
 
 

@@ -180,15 +180,29 @@ def _check_dla(spec: EngineSpec, precision: str, release: TensorRTRelease) -> No
         raise EnginePlanError("DLA runs FP16 or INT8 layers only: use precision fp16 with "
                               "dla_core (or build fp32 for the GPU without dla_core)")
     if precision.startswith("int8"):
-        raise EnginePlanError(
-            f"INT8 on DLA needs implicit quantization (a calibrator), which TensorRT "
-            f"{release.label} does not take from explicit Q/DQ graphs like edgevision's: "
-            "build fp16 for DLA, or int8 for the GPU (without dla_core)")
+        raise EnginePlanError(_DLA_INT8_REFUSAL[release.weak_typing].format(release.label))
     if spec.min_batch != spec.max_batch:  # EngineSpec keeps opt_batch between the two
         raise EnginePlanError(
             f"a DLA engine has one static batch, but the profile is {spec.min_batch}.."
             f"{spec.max_batch}: set min_batch and max_batch to the same value (e.g. "
             "--min-batch 1 --max-batch 1)")
+
+
+#: why DLA INT8 is refused, for 10.x (weak typing) and 11.x. NVIDIA: TensorRT 10's DLA takes
+#: only implicit quantization (calibrator or per-tensor dynamic ranges; its Q/DQ Translator
+#: strips explicit Q/DQ for it), https://github.com/NVIDIA/Deep-Learning-Accelerator-SW
+#: (tools/qdq-translator); TensorRT 11.4.1's strongly typed DLA compiles the whole DLA region in
+#: INT8 and expects scales on every tensor of it (ModelOpt's DLA Q/DQ placement,
+#: https://github.com/NVIDIA/Model-Optimizer/pull/1661), which the tensorrt target's placement
+#: (inputs of weighted layers and residual adds) does not give.
+_DLA_INT8_REFUSAL = {
+    True: ("INT8 on DLA with TensorRT {} needs implicit quantization (a calibrator), not the "
+           "explicit Q/DQ graph edgevision makes: build fp16 for DLA, or int8 for the GPU "
+           "(without dla_core)"),
+    False: ("INT8 on DLA with TensorRT {} needs Q/DQ scales on every tensor of the DLA region "
+            "(ModelOpt's DLA placement), not the tensorrt target's placement: build fp16 for "
+            "DLA, or int8 for the GPU (without dla_core)"),
+}
 
 
 def _check_hardware(spec: EngineSpec, release: TensorRTRelease) -> None:

@@ -8,6 +8,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edgevision.backends.tensorrt.versions import TensorRTRelease, release
 from edgevision.errors import BackendUnavailableError, EdgevisionError
 from edgevision.io import atomic_path
 
@@ -124,13 +125,18 @@ def _run(command: list[str]) -> str:
 
 
 def benchmark_command(engine: Path, input_name: str, shape: tuple[int, ...], iterations: int,
-                      warmup_ms: int = 200, dla_core: int | None = None,
-                      version_compatible: bool = False) -> list[str]:
+                      release: TensorRTRelease, warmup_ms: int = 200,
+                      dla_core: int | None = None, version_compatible: bool = False
+                      ) -> list[str]:
     """trtexec timing ``engine`` at ``shape`` exactly ``iterations`` times (``--duration=0``:
-    otherwise trtexec runs for at least 3 s whatever the count)."""
+    otherwise trtexec runs for at least 3 s whatever the count), host↔device copies included
+    as in edgevision's own timing (trtexec 11 leaves them out unless told:
+    ``--includeDataTransfers``; 10.x includes them by default)."""
     dims = "x".join(str(d) for d in shape)
     command = ["trtexec", f"--loadEngine={engine}", f"--shapes={input_name}:{dims}",
                f"--iterations={iterations}", "--duration=0", f"--warmUp={warmup_ms}"]
+    if not release.weak_typing:  # 11.x
+        command.append("--includeDataTransfers")
     if version_compatible:  # the engine's lean runtime is loaded from the plan
         command.append("--versionCompatible")
     if dla_core is not None:
@@ -141,7 +147,12 @@ def benchmark_command(engine: Path, input_name: str, shape: tuple[int, ...], ite
 def trtexec_benchmark(engine: Path, input_name: str, shape: tuple[int, ...],
                       iterations: int, warmup_ms: int = 200, dla_core: int | None = None,
                       version_compatible: bool = False) -> TrtexecSummary:
-    """Time ``engine`` with trtexec at ``shape`` and parse its performance summary."""
-    output = run_trtexec(benchmark_command(engine, input_name, shape, iterations, warmup_ms,
-                                           dla_core, version_compatible))
+    """Time ``engine`` with the trtexec on PATH at ``shape`` and parse its performance
+    summary."""
+    version = trtexec_version()
+    if version is None:
+        trtexec_path()  # raises: not on PATH
+    output = run_trtexec(benchmark_command(engine, input_name, shape, iterations,
+                                           release(version or ""), warmup_ms, dla_core,
+                                           version_compatible))
     return parse_performance_summary(output)
