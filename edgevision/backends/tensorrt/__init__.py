@@ -16,9 +16,11 @@ import numpy as np
 from edgevision.backends.base import Availability, Backend, InputSpec, SessionInfo
 from edgevision.errors import EdgevisionError, first_line
 
-INSTALL_HINT = ("TensorRT: on Jetson it comes with JetPack (python3-libnvinfer); on desktops "
-                "`pip install tensorrt --extra-index-url https://pypi.nvidia.com`; plus "
-                "`pip install cuda-python` (or `pip install 'edgevision[runtime]'`)")
+INSTALL_HINT = ("TensorRT: on Jetson it comes with JetPack (python3-libnvinfer), plus "
+                "`pip install 'edgevision[jetpack6]'` (JetPack 6, CUDA 12.6) or "
+                "'edgevision[jetpack7]' (JetPack 7, CUDA 13); on desktops "
+                "`pip install 'edgevision[tensorrt-cu13]'` (driver >= 580) or "
+                "'edgevision[tensorrt-cu12]'")
 
 
 class TensorRTBackend(Backend):
@@ -69,6 +71,7 @@ class TensorRTBackend(Backend):
         return SessionInfo(device="cuda", precision=self.metadata.precision, threads=None,
                            details={"tensorrt": self.metadata.tensorrt_version,
                                     "gpu": self.metadata.gpu.name,
+                                    "mode": self.metadata.build_mode,
                                     "flags": self.metadata.flags})
 
     def _run_impl(self, batch: np.ndarray) -> np.ndarray:

@@ -21,7 +21,6 @@ from edgevision.backends.tensorrt.metadata import (
 )
 from edgevision.backends.tensorrt.plan import BuildPlan, trtexec_command, trtexec_text
 from edgevision.backends.tensorrt.trtexec import run_trtexec
-from edgevision.backends.tensorrt.versions import parse_version
 from edgevision.errors import ArtifactError, EdgevisionError, ExportError, first_line
 from edgevision.io import atomic_path
 from edgevision.runlock import RunLock
@@ -234,19 +233,17 @@ def _parser_errors(parser: Any) -> str:
 def trtexec_environment(output: str) -> tuple[str, GpuInfo]:
     """TensorRT version and GPU from trtexec's log header."""
     version = re.search(r"TensorRT version:\s*([\d.]+)", output)
-    banner = re.search(r"\[TensorRT v(\d{6})\]", output)
     name = re.search(r"Selected Device:\s*(.+)", output)
     capability = re.search(r"Compute Capability:\s*(\d+)\.(\d+)", output)
-    if not ((version or banner) and name and capability):
+    if not (version and name and capability):
         raise ArtifactError("trtexec built the engine but its log lacks the TensorRT version "
                             "or device lines needed for the metadata file")
-    text = version[1] if version else ".".join(str(v) for v in parse_version(banner[1]))
-    return text, GpuInfo(name=name[1].strip(),
+    return version[1], GpuInfo(name=name[1].strip(),
                          compute_capability=(int(capability[1]), int(capability[2])))
 
 
 def engine_metadata(plan: BuildPlan, version: str, gpu: GpuInfo, builder: str,
-                    layers: str | None) -> EngineMetadata:
+                    layers: dict[str, Any] | None) -> EngineMetadata:
     """The metadata of the engine ``plan`` built with TensorRT ``version`` on ``gpu``."""
     import hashlib
 
@@ -268,4 +265,4 @@ def engine_metadata(plan: BuildPlan, version: str, gpu: GpuInfo, builder: str,
         source_onnx=str(plan.source),
         source_sha256=hashlib.sha256(plan.source.read_bytes()).hexdigest(),
         trtexec_command=trtexec_text(plan), built_with="python" if builder == "python"
-        else "trtexec", layers=layers)
+        else "trtexec", layer_precisions=layers)
