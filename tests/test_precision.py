@@ -208,7 +208,8 @@ def _synthetic(path: Path, weight: np.ndarray, scale: float) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
         [numpy_helper.from_array(np.array(scale, np.float32), "s"),
          numpy_helper.from_array(weight.astype(np.float32), "w")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+    onnx.save(model, str(path))  # IR 8, as our exports: older ONNX Runtimes read it
     return path
 
 
