@@ -42,7 +42,7 @@ def models(tmp_path_factory: pytest.TempPathFactory, cifar_archive: Path,
                          reader=BatchReader(dataset.calibration_set(), "input", 64))
     from edgevision.quantization.fp16 import convert_fp16
 
-    return {"fp32": fp32, "int8": int8, "fp16": convert_fp16(fp32, folder / "model.fp16.onnx")}
+    return {"fp32": fp32, "int8": int8, "fp16": convert_fp16(fp32, folder / "model.fp16.onnx").path}
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 #: rows of the sensitivity table printed on the console (report.json holds them all)
 SHOWN_LAYERS = 10
+#: calibration images whose activation ranges decide which nodes FP16 would overflow
+FP16_RANGE_IMAGES = 64
 
 
 def written_files(config: QuantizeConfig) -> list[str]:
@@ -123,13 +125,21 @@ def _fp16(state: PipelineState, fp32: Path, metadata: dict[str, Any]) -> dict[st
     from edgevision.quantization.check import run_logits
     from edgevision.quantization.fp16 import convert_fp16
 
-    path = convert_fp16(fp32, fp32.with_name(quantized_file("fp16", "cpu")))
+    calibration = state.dataset.calibration_set()
+    samples = calibration.first(min(FP16_RANGE_IMAGES, len(calibration)))
+    conversion = convert_fp16(fp32, fp32.with_name(quantized_file("fp16", "cpu")), samples)
+    path = conversion.path
     variant = state.variant_with("fp16")
-    write_metadata(path, {**metadata, "variant": variant, "precision": "fp16"})
+    write_metadata(path, {**metadata, "variant": variant, **conversion.to_metadata()})
+    if conversion.kept_fp32:
+        log(f"kept in FP32 (FP16 would overflow): {', '.join(conversion.kept_fp32)}")
     images = state.eval_set.first(state.recipe.export.verify_images)
     reference, got = run_logits(fp32, images), run_logits(path, images)
-    check = {"images": len(images), "max_abs_diff": float(np.abs(reference - got).max()),
-             "top1_agreement": float((reference.argmax(1) == got.argmax(1)).mean())}
+    check: dict[str, Any] = {"images": len(images),
+                             "max_abs_diff": float(np.abs(reference - got).max()),
+                             "top1_agreement": float((reference.argmax(1) ==
+                                                      got.argmax(1)).mean()),
+                             "fp32_nodes": sorted(conversion.kept_fp32)}
     log(f"FP16 graph vs FP32 on {len(images)} real images: max |diff| "
         f"{check['max_abs_diff']:.2e}, top-1 agreement {100 * check['top1_agreement']:.1f}%")
     state.add_artifact(variant, path)
