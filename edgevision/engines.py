@@ -137,8 +137,7 @@ def prepare_graph(plan: BuildPlan, samples: np.ndarray | None = None) -> dict[st
     if plan.transform == "none":
         return None
     convert = convert_to_fp16 if plan.transform == "fp16" else qdq_to_fp16
-    conversion = convert(plan.source, plan.onnx, samples)
-    return conversion.to_dict()
+    return convert(plan.source, plan.onnx, samples).to_metadata()
 
 
 def build_engine(onnx: Path, engine: Path, precision: str, spec: EngineSpec,

@@ -270,7 +270,12 @@ def test_recipe_engines_without_tensorrt_are_recorded_not_fatal(tiny_recipe, tmp
     manifest = json.loads((tmp_path / "run" / "run.json").read_text())
     fp16, int8 = manifest["info"]["engines"]
     assert fp16["engine"] is None and "tensorrt" in fp16["error"].lower()
-    assert fp16["trtexec"].startswith("trtexec --onnx=") and "--fp16" in fp16["trtexec"]
+    # strongly typed: the FP16 graph is written for the device and trtexec parses it
+    typed = tmp_path / "run" / "model.fp16.trt.onnx"
+    assert fp16["trtexec"].startswith(f"trtexec --onnx={typed} ") and typed.is_file()
+    assert "--fp16" not in fp16["trtexec"] and fp16["tensorrt"] == "11.4.0.106"
+    assert fp16["mode"] == "strongly typed (FP16 graph, TF32 off)"
+    assert fp16["graph"]["precision"] == "fp16" and fp16["graph"]["fp16"]["measured"]
     assert int8["engine"] is None and "model.int8.trt.onnx is not in the run" in int8["error"]
     assert result.report is not None and manifest["status"] == "complete"
 

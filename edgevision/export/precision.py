@@ -49,6 +49,8 @@ from edgevision.onnxmeta import load_onnx, read_metadata, set_metadata
 FP16_MAX = 65504.0
 #: ModelOpt AutoCast's default ``data_max``: activations above it stay FP32
 DATA_MAX = 512.0
+#: training images (never the evaluation split) whose activations decide what stays FP32
+RANGE_IMAGES = 64
 #: FP16's smallest normal value: scales below it lose precision (subnormal)
 FP16_TINY = 2.0**-14
 #: the first default-domain opset whose QuantizeLinear/DequantizeLinear take float16 scales

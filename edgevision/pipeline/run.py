@@ -29,9 +29,6 @@ from edgevision.stages.state import (
 if TYPE_CHECKING:
     from edgevision.recipe.search import SearchSpec
 
-#: images whose activations decide where an FP16 engine graph keeps FP32
-FP16_RANGE_IMAGES = 64
-
 
 @dataclass
 class RunResult:
@@ -285,12 +282,13 @@ def _build_engines(state: PipelineState) -> None:
     if spec is None:
         return
     from edgevision.engines import build_run_engines
+    from edgevision.export.precision import RANGE_IMAGES
 
     if "tensorrt" not in state.recipe.benchmark.backends:
         log("[yellow]engine: benchmark.backends lacks tensorrt, so the engines are built but "
             "not measured[/yellow]")
     # FP16 graphs keep FP32 where these training images (never the evaluation split) overflow
-    samples = state.dataset.calibration_set().first(FP16_RANGE_IMAGES)
+    samples = state.dataset.calibration_set().first(RANGE_IMAGES)
     results = build_run_engines(state.run.path, spec, max(state.recipe.benchmark.batch_sizes),
                                 samples)
     for result in results:

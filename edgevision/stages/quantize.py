@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 
 #: rows of the sensitivity table printed on the console (report.json holds them all)
 SHOWN_LAYERS = 10
-#: calibration images whose activation ranges decide which nodes FP16 would overflow
-FP16_RANGE_IMAGES = 64
 
 
 def written_files(config: QuantizeConfig) -> list[str]:
@@ -121,12 +119,13 @@ def _run_model(state: PipelineState) -> Any:
 def _fp16(state: PipelineState, fp32: Path, metadata: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
+    from edgevision.export.precision import RANGE_IMAGES
     from edgevision.onnxmeta import write_metadata
     from edgevision.quantization.check import run_logits
     from edgevision.quantization.fp16 import convert_fp16
 
     calibration = state.dataset.calibration_set()
-    samples = calibration.first(min(FP16_RANGE_IMAGES, len(calibration)))
+    samples = calibration.first(min(RANGE_IMAGES, len(calibration)))
     conversion = convert_fp16(fp32, fp32.with_name(quantized_file("fp16", "cpu")), samples)
     path = conversion.path
     variant = state.variant_with("fp16")
