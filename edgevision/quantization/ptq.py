@@ -24,6 +24,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edgevision.errors import EdgevisionError, QuantizeError, first_line
 from edgevision.io import atomic_path
+from edgevision.quantization.placement import remove_qdq_after_weighted_layers
 from edgevision.quantization.targets import COMPUTE_OPS, TargetSettings
 
 _METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -102,32 +103,6 @@ def quantize_int8(model: Path, out: Path, options: Int8Options, *,
             remove_qdq_after_weighted_layers(graph)
             onnx.save(graph, str(tmp))
     return out
-
-
-def remove_qdq_after_weighted_layers(model: onnx.ModelProto) -> int:
-    """Drop each dedicated Q→DQ pair that only carries a Conv/Gemm/MatMul output into an Add
-    (TensorRT's placement: quantize the residual input, not the weighted layer's output).
-    Returns how many pairs were removed."""
-    nodes = model.graph.node
-    weighted = {o for n in nodes if n.op_type in COMPUTE_OPS for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in nodes:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    removed = []
-    for quant in [n for n in nodes if n.op_type == "QuantizeLinear" and n.input[0] in weighted]:
-        deq = consumers.get(quant.output[0], [])
-        if len(deq) != 1 or deq[0].op_type != "DequantizeLinear":
-            continue
-        users = consumers.get(deq[0].output[0], [])
-        if not users or any(u.op_type != "Add" for u in users):
-            continue
-        for user in users:
-            user.input[:] = [quant.input[0] if i == deq[0].output[0] else i for i in user.input]
-        removed += [quant, deq[0]]
-    for node in removed:
-        nodes.remove(node)
-    return len(removed) // 2
 
 
 def compute_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:

@@ -20,7 +20,8 @@ class TargetSettings:
     op_types: tuple[str, ...] | None
     extra_options: dict[str, Any] = field(default_factory=dict)
     #: remove the Q/DQ pair between a weighted layer and the Add it feeds, so the layer's
-    #: output stays in high precision and TensorRT fuses the add into it
+    #: output stays in high precision and TensorRT fuses the add into it; an Add of two
+    #: weighted outputs keeps the pair on its shortcut (quantization/placement.py)
     float_weighted_outputs: bool = False
 
     def describe(self) -> str:
