@@ -352,6 +352,46 @@ def _tiny_graph(path: Path) -> Path:
     return path
 
 
+#: the trtexec source each target release's commands are checked against (11.4's source is
+#: not published; 11.1 is the newest 11.x that is)
+TRTEXEC_OPTIONS = {"10.3": "options-10.3.txt", "10.13": "options-10.13.3.txt",
+                   "11.4": "options-11.1.txt"}
+
+
+def trtexec_options(release_name: str) -> set[str]:
+    text = (LOGS / TRTEXEC_OPTIONS[release_name]).read_text()
+    return {line for line in text.splitlines() if line.startswith("--")}
+
+
+def unknown_options(command: list[str], release_name: str) -> list[str]:
+    return [arg for arg in command[1:]
+            if arg.split("=", 1)[0] not in trtexec_options(release_name)]
+
+
+@pytest.mark.parametrize("release_name", list(TRTEXEC_OPTIONS))
+def test_every_trtexec_option_exists_in_the_targeted_release(release_name: str) -> None:
+    from edgevision.backends.tensorrt.trtexec import benchmark_command
+
+    options = trtexec_options(release_name)
+    assert ("--fp16" in options) == (release_name != "11.4")  # the lists are what they say
+    settings: list[dict[str, object]] = [
+        {}, {"version_compatible": True, "sparsity": True},
+        {"hardware_compatibility": "ampere_plus"},
+        {"dla_core": 0, "min_batch": 1, "max_batch": 1}]
+    if release_name != "10.3":
+        settings.append({"hardware_compatibility": "same_compute_capability"})
+    for precision in ("fp32", "tf32", "fp16", "int8", "int8+fp16"):
+        for extra in settings:
+            if "dla_core" in extra and precision != "fp16":
+                continue
+            command = trtexec_command(plan(precision, release_name, **extra))
+            assert unknown_options(command, release_name) == [], (precision, extra)
+    timing = benchmark_command(Path("m.engine"), "input", (1, 3, 32, 32), 100,
+                               supported_release(release_name), dla_core=0,
+                               version_compatible=True)
+    assert unknown_options(timing, release_name) == []
+
+
 def test_build_command_prints_trtexec_and_says_why_it_cannot_build(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -360,11 +400,22 @@ def test_build_command_prints_trtexec_and_says_why_it_cannot_build(tmp_path: Pat
 
     onnx_path = _tiny_graph(tmp_path / "model.onnx")
     runner = CliRunner()
-    printed = runner.invoke(app, ["build", str(onnx_path), "--max-batch", "16",
-                                  "--print-trtexec"])
-    assert printed.exit_code == 0
-    assert "--maxShapes=input:16x3x32x32" in printed.stdout and "--fp16" in printed.stdout
-    assert "model.fp16.engine" in printed.stdout
+    for release_name in ("10.3", "11.4"):
+        printed = runner.invoke(app, ["build", str(onnx_path), "--max-batch", "16",
+                                      "--print-trtexec", "--tensorrt-version", release_name])
+        assert printed.exit_code == 0, printed.output
+        command = printed.stdout.split()
+        typed = tmp_path / "model.fp16.trt.onnx"  # the FP16 graph TensorRT parses, written
+        assert command[1] == f"--onnx={typed}" and typed.is_file()
+        assert "--maxShapes=input:16x3x32x32" in command and "--fp16" not in command
+        assert ("--stronglyTyped" in command) == (release_name == "10.3")
+        assert f"--saveEngine={tmp_path / 'model.fp16.engine'}" in command
+        assert unknown_options(command, release_name) == []
+    unknown = runner.invoke(app, ["build", str(onnx_path), "--print-trtexec",
+                                  "--tensorrt-version", "10.4"])
+    assert unknown.exit_code == 2 and "unknown target TensorRT 10.4" in unknown.output
+    dla = runner.invoke(app, ["build", str(onnx_path), "--print-trtexec", "--dla-core", "0"])
+    assert dla.exit_code == 2 and "a DLA engine has one static batch" in dla.output
     if TensorRTBackend.availability().ok:
         return
     result = runner.invoke(app, ["build", str(onnx_path)])
