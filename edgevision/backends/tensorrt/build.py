@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgevision.backends.tensorrt.metadata import (
     EngineInput,
@@ -24,6 +24,9 @@ from edgevision.backends.tensorrt.trtexec import run_trtexec
 from edgevision.errors import ArtifactError, EdgevisionError, ExportError, first_line
 from edgevision.io import atomic_path
 from edgevision.runlock import RunLock
+
+if TYPE_CHECKING:  # checked against each release's stubs; imported lazily at run time
+    import tensorrt as trt
 
 
 class EngineBuildError(ExportError):
@@ -109,7 +112,7 @@ def _network_flags(plan: BuildPlan) -> int:
     return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
-def _configure(builder: Any, config: Any, plan: BuildPlan) -> None:
+def _configure(builder: trt.Builder, config: trt.IBuilderConfig, plan: BuildPlan) -> None:
     """Flags, workspace, profile, compatibility, DLA and layer information for ``plan``."""
     import tensorrt as trt
 
@@ -136,7 +139,7 @@ def _configure(builder: Any, config: Any, plan: BuildPlan) -> None:
         config.DLA_core = plan.dla_core
 
 
-def _builder_flags(plan: BuildPlan) -> list[Any]:
+def _builder_flags(plan: BuildPlan) -> list[trt.BuilderFlag]:
     """The ``trt.BuilderFlag`` members of ``plan.flags``."""
     import tensorrt as trt
 
@@ -150,7 +153,7 @@ def _builder_flags(plan: BuildPlan) -> list[Any]:
     return flags
 
 
-def _weak_precision_flags(plan: BuildPlan) -> list[Any]:
+def _weak_precision_flags(plan: BuildPlan) -> list[trt.BuilderFlag]:
     """Weak typing (DLA on 10.x): FP16 from the builder flag. TensorRT 11 has no such flag."""
     import tensorrt as trt
 
@@ -162,7 +165,7 @@ def _weak_precision_flags(plan: BuildPlan) -> list[Any]:
     return [trt.BuilderFlag.FP16]
 
 
-def _set_hardware_compatibility(config: Any, plan: BuildPlan) -> None:
+def _set_hardware_compatibility(config: trt.IBuilderConfig, plan: BuildPlan) -> None:
     import tensorrt as trt
 
     from edgevision.backends.tensorrt.api import TRT_10_13_OR_LATER
@@ -177,7 +180,7 @@ def _set_hardware_compatibility(config: Any, plan: BuildPlan) -> None:
             trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
 
 
-def _use_timing_cache(config: Any, cache_file: Path | None) -> None:
+def _use_timing_cache(config: trt.IBuilderConfig, cache_file: Path | None) -> None:
     """Load the timing cache; one that is unreadable, corrupt, or from another GPU or TensorRT
     version is replaced by a fresh one (the file is rewritten after the build)."""
     data = b""
@@ -191,7 +194,7 @@ def _use_timing_cache(config: Any, cache_file: Path | None) -> None:
         config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
 
 
-def _save_timing_cache(config: Any, cache_file: Path) -> None:
+def _save_timing_cache(config: trt.IBuilderConfig, cache_file: Path) -> None:
     """Write the timing cache under a lock (``<cache>.lock``); another build writing it at the
     same moment wins and this one's timings are not saved (the next build re-times)."""
     from edgevision.progress import log
@@ -209,7 +212,7 @@ def _save_timing_cache(config: Any, cache_file: Path) -> None:
         lock.release()
 
 
-def _layer_information(logger: Any, serialized: Any) -> str | None:
+def _layer_information(logger: trt.ILogger, serialized: trt.IHostMemory) -> str | None:
     """The engine inspector's JSON (per-layer precisions and tactics), read from a
     deserialized copy of the engine just built (None where it cannot be deserialized)."""
     import tensorrt as trt
@@ -221,7 +224,7 @@ def _layer_information(logger: Any, serialized: Any) -> str | None:
     return str(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
 
 
-def _parser_errors(parser: Any) -> str:
+def _parser_errors(parser: trt.OnnxParser) -> str:
     """The parser's errors, each with the ONNX node it concerns."""
     messages = []
     for index in range(parser.num_errors):
