@@ -171,6 +171,33 @@ def test_native_top1_matches_the_cpu_provider(models: dict[str, Path], test_imag
     assert abs(on_openvino.top1 - on_cpu.top1) <= 0.5
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_native_rows_agree_with_onnxruntime(models: dict[str, Path], test_images: Dataset,
+                                            precision: str) -> None:
+    """The benchmark compares a non-onnxruntime row's logits with ONNX Runtime's (CPU) on the
+    same file and the same 500 images, during the accuracy pass: FP32 agrees to float rounding,
+    the INT8 Q/DQ graph (OpenVINO's integer kernels vs ONNX Runtime's) on nearly every top-1."""
+    spec = BenchmarkSpec(backends=["onnxruntime", "openvino"], batch_sizes=[1], warmup=1,
+                         iterations=2, threads=2)
+    rows = benchmark_artifacts([Artifact(precision, models[precision])], spec,
+                               test_images.eval_set())
+    assert [row.backend for row in rows] == ["onnxruntime", "openvino"]
+    reference, openvino = rows
+    assert reference.error is None and reference.agreement is None  # the reference itself
+    assert openvino.error is None and openvino.agreement is not None
+    agreement = openvino.agreement
+    assert agreement.images == 500
+    assert agreement.reference == f"onnxruntime (cpu) on {models[precision].name}"
+    if precision == "fp32":
+        assert agreement.top1_agreement >= 0.99
+        assert agreement.max_abs_diff < 1e-3  # logits of magnitude ~10: float rounding only
+    else:
+        assert agreement.top1_agreement >= 0.97
+    assert 0 < agreement.mean_abs_diff <= agreement.max_abs_diff
+    row = openvino.to_dict()["agreement"]
+    assert row["top1_agreement"] == agreement.top1_agreement
+
+
 def test_native_graph_it_cannot_read_is_an_error_row(models: dict[str, Path],
                                                      test_images: Dataset,
                                                      tmp_path: Path) -> None:

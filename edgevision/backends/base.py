@@ -145,6 +145,11 @@ class Backend(ABC):
             outputs.append(self.run(chunk)[:count])
         return np.concatenate(outputs)
 
+    def source_onnx(self) -> Path | None:
+        """The ONNX file this artifact is, or was built from, where it is at hand (to compare
+        outputs with ONNX Runtime's on it); None otherwise."""
+        return self.artifact if self.artifact.suffix == ".onnx" else None
+
     def _batch_range(self) -> tuple[int, int | None]:
         """The smallest and largest batch ``run`` takes (None: no limit): a fixed batch
         dimension, else any; backends with a batch range (TensorRT profiles) override it."""

@@ -1,5 +1,6 @@
 """Benchmark: latency percentiles, throughput and accuracy through the same session."""
 
+from edgevision.benchmarking.agreement import Agreement, agreement
 from edgevision.benchmarking.measure import (
     AccuracyResult,
     LatencyStats,
@@ -16,6 +17,6 @@ from edgevision.benchmarking.report import (
 )
 from edgevision.benchmarking.runner import Artifact, BenchmarkRow, benchmark_artifacts
 
-__all__ = ["REPORT_SCHEMA", "AccuracyResult", "Artifact", "BenchmarkRow", "LatencyStats",
-           "benchmark_artifacts", "build_report", "check_measured", "measure_accuracy",
-           "measure_latency", "report_csv", "report_table", "write_report"]
+__all__ = ["REPORT_SCHEMA", "AccuracyResult", "Agreement", "Artifact", "BenchmarkRow",
+           "LatencyStats", "agreement", "benchmark_artifacts", "build_report", "check_measured",
+           "measure_accuracy", "measure_latency", "report_csv", "report_table", "write_report"]

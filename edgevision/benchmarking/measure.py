@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -77,8 +78,12 @@ def measure_latency(session: Backend, batch: np.ndarray, warmup: int,
     return stats if breakdown is None else replace(stats, device_times=breakdown)
 
 
-def measure_accuracy(session: Backend, data: EvalSet, batch_size: int) -> AccuracyResult:
-    """Top-1 and top-5 of the session's logits on every image of ``data``.
+def measure_accuracy(session: Backend, data: EvalSet, batch_size: int,
+                     observe: Callable[[np.ndarray, np.ndarray], None] | None = None
+                     ) -> AccuracyResult:
+    """Top-1 and top-5 of the session's logits on every image of ``data``; ``observe(images,
+    logits)`` sees each batch (to compare the logits with another runtime's without a second
+    pass of this session).
 
     A model with a fixed batch dimension gets its last batch zero-padded (padding ignored).
     """
@@ -87,6 +92,8 @@ def measure_accuracy(session: Backend, data: EvalSet, batch_size: int) -> Accura
     top1 = top5 = 0
     for images, labels in data.batches(step):
         logits = session.predict(images)  # pads a short last batch where the batch is fixed
+        if observe is not None:
+            observe(images, logits)
         ranked = np.argsort(-logits, axis=1)[:, :5]
         top1 += int((ranked[:, 0] == labels).sum())
         top5 += int((ranked == labels[:, None]).any(axis=1).sum())

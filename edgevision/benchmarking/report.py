@@ -17,17 +17,20 @@ from edgevision.benchmarking.spec import BenchmarkSpec
 from edgevision.errors import BenchmarkError
 from edgevision.io import write_json_atomic, write_text_atomic
 
-REPORT_SCHEMA = "edgevision.report/1"
+#: /2 adds each row's ``agreement`` (outputs vs ONNX Runtime's); a /1 report reads as one with
+#: no agreement measured
+REPORT_SCHEMA = "edgevision.report/2"
 REPORT_JSON = "report.json"
 REPORT_CSV = "report.csv"
 CSV_COLUMNS = ("variant", "backend", "device", "precision", "threads", "batch", "top1", "top5",
-               "eval_images", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips",
-               "warmup", "iterations", "size_bytes", "macs", "params", "artifact", "error")
+               "eval_images", "top1_agreement", "max_abs_diff", "p50_ms", "p90_ms", "p99_ms",
+               "mean_ms", "throughput_ips", "warmup", "iterations", "size_bytes", "macs", "params",
+               "artifact", "error")
 
 
 def build_report(rows: list[BenchmarkRow], spec: BenchmarkSpec,
                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The report as a JSON-able dict (schema ``edgevision.report/1``)."""
+    """The report as a JSON-able dict (schema ``edgevision.report/2``)."""
     return {
         "schema": REPORT_SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -91,8 +94,11 @@ def report_csv(report: dict[str, Any]) -> str:
         accuracy = row["accuracy"] or {}
         base = {key: row[key] for key in ("variant", "backend", "device", "precision", "threads",
                                            "size_bytes", "macs", "params", "artifact", "error")}
+        agreement = row.get("agreement") or {}
         base.update(top1=accuracy.get("top1"), top5=accuracy.get("top5"),
-                    eval_images=accuracy.get("images"))
+                    eval_images=accuracy.get("images"),
+                    top1_agreement=agreement.get("top1_agreement"),
+                    max_abs_diff=agreement.get("max_abs_diff"))
         for stats in row["latency"] or [{}]:
             writer.writerow({**base, **{k: stats.get(k) for k in (
                 "batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips", "warmup",
@@ -108,8 +114,9 @@ def report_table(report: dict[str, Any]) -> Table:
     title = (f"edgevision benchmark — {env['cpu']} ({env['cpu_count']} cores), "
              f"threads {report['settings'].get('threads') or 'all'}")
     table = Table(title=title, title_justify="left")
+    compared = any(row.get("agreement") for row in report["rows"])
     for column in ("variant", "backend", "precision", "size MB", "MMACs", "params M", "top-1 %",
-                   "top-5 %"):
+                   "top-5 %", *(["vs ORT top-1/max|Δ|"] if compared else [])):
         table.add_column(column, justify="left" if column in ("variant", "backend") else "right")
     for batch in batches:
         table.add_column(f"b{batch} p50/p99 ms", justify="right")
@@ -117,8 +124,16 @@ def report_table(report: dict[str, Any]) -> Table:
         table.add_column(f"b{batch} speedup", justify="right")
     baseline = _baseline_p50(report["rows"])
     for row in sorted(report["rows"], key=lambda r: _sort_key(r, batches)):
-        table.add_row(*_table_cells(row, batches, baseline))
+        table.add_row(*_table_cells(row, batches, baseline, compared))
     return table
+
+
+def agreement_cell(agreement: dict[str, Any] | None) -> str:
+    """``99.8%/3.1e-05``: top-1 agreement with ONNX Runtime and the largest |logit difference|;
+    ``-`` where not compared."""
+    if not agreement:
+        return "-"
+    return f"{100 * agreement['top1_agreement']:.1f}%/{agreement['max_abs_diff']:.2g}"
 
 
 def _sort_key(row: dict[str, Any], batches: list[int]) -> tuple[bool, float]:
@@ -133,14 +148,16 @@ def _baseline_p50(rows: list[dict[str, Any]]) -> dict[int, float]:
     return {s["batch"]: s["p50_ms"] for s in first["latency"]} if first else {}
 
 
-def _table_cells(row: dict[str, Any], batches: list[int], baseline: dict[int, float]) -> list[str]:
+def _table_cells(row: dict[str, Any], batches: list[int], baseline: dict[int, float],
+                 compared: bool = False) -> list[str]:
     def fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
         return "-" if value is None else f"{value / scale:.{digits}f}"
 
     accuracy = row["accuracy"] or {}
     cells = [row["variant"], row["backend"], row["precision"] or "-",
              fmt(row["size_bytes"], 1e6), fmt(row["macs"], 1e6, 1), fmt(row["params"], 1e6, 3),
-             fmt(accuracy.get("top1")), fmt(accuracy.get("top5"))]
+             fmt(accuracy.get("top1")), fmt(accuracy.get("top5")),
+             *([agreement_cell(row.get("agreement"))] if compared else [])]
     if row["error"]:
         return [*cells, f"[red]error: {row['error']}[/red]", *[""] * (3 * len(batches) - 1)]
     by_batch = {s["batch"]: s for s in row["latency"]}

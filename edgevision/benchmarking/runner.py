@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgevision.backends import Backend, backends_for
+from edgevision.backends import Backend, backends_for, get_backend
+from edgevision.benchmarking.agreement import (
+    REFERENCE_BACKEND,
+    Agreement,
+    ReferenceComparison,
+    reference_label,
+)
 from edgevision.benchmarking.environment import usable_cores
 from edgevision.benchmarking.measure import (
     AccuracyResult,
@@ -17,7 +24,7 @@ from edgevision.benchmarking.measure import (
 from edgevision.benchmarking.modelstats import ModelStats, artifact_stats
 from edgevision.benchmarking.spec import BenchmarkSpec
 from edgevision.data import EvalSet
-from edgevision.errors import EdgevisionError
+from edgevision.errors import EdgevisionError, first_line
 from edgevision.progress import log
 
 
@@ -44,6 +51,8 @@ class BenchmarkRow:
     params: int | None = None
     accuracy: AccuracyResult | None = None
     latency: list[LatencyStats] = field(default_factory=list)
+    #: outputs vs ONNX Runtime's (CPU) on the same images and ONNX file (other backends' rows)
+    agreement: Agreement | None = None
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -52,7 +61,9 @@ class BenchmarkRow:
             "device": self.device, "precision": self.precision, "threads": self.threads,
             "size_bytes": self.size_bytes, "macs": self.macs, "params": self.params,
             "accuracy": self.accuracy.to_dict() if self.accuracy else None,
-            "latency": [stats.to_dict() for stats in self.latency], "error": self.error,
+            "latency": [stats.to_dict() for stats in self.latency],
+            "agreement": self.agreement.to_dict() if self.agreement else None,
+            "error": self.error,
         }
 
 
@@ -104,4 +115,25 @@ def _measure(row: BenchmarkRow, session: Backend, spec: BenchmarkSpec,
                                            spec.iterations))
     if spec.accuracy:
         log(f"accuracy of {row.variant} on {row.backend}: {len(eval_set)} {eval_set.name} images")
-        row.accuracy = measure_accuracy(session, eval_set, max([*spec.batch_sizes, 32]))
+        with ExitStack() as stack:
+            comparison = _reference(row, session, spec, stack)
+            row.accuracy = measure_accuracy(session, eval_set, max([*spec.batch_sizes, 32]),
+                                            comparison.observe if comparison else None)
+            row.agreement = comparison.result() if comparison else None
+
+
+def _reference(row: BenchmarkRow, session: Backend, spec: BenchmarkSpec,
+               stack: ExitStack) -> ReferenceComparison | None:
+    """ONNX Runtime (CPU) on the ONNX file the measured artifact is or was built from, open in
+    ``stack``, for the rows of other backends; None (logged) where there is none to run."""
+    source = session.source_onnx() if row.backend != REFERENCE_BACKEND else None
+    if source is None:
+        return None
+    label = reference_label(source)
+    try:
+        reference = stack.enter_context(get_backend(REFERENCE_BACKEND)(
+            source, threads=spec.threads or usable_cores(), device="cpu"))
+    except EdgevisionError as exc:
+        log(f"[yellow]no comparison with {label}: {first_line(exc)}[/yellow]")
+        return None
+    return ReferenceComparison(reference, label)

@@ -9,6 +9,7 @@ Runtime needs: ``tensorrt`` (JetPack on Jetson; NVIDIA's Python index on desktop
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,6 +77,13 @@ class TensorRTBackend(Backend):
 
     def _run_impl(self, batch: np.ndarray) -> np.ndarray:
         return self._session.infer(batch)  # the batch is within the profile (_validate)
+
+    def source_onnx(self) -> Path | None:
+        """The ONNX file the engine was built from (its metadata's), where it is still there
+        (opening checked that it has not changed since)."""
+        self._require_open()
+        source = Path(self.metadata.onnx_file)
+        return source if source.is_file() else None
 
     def _batch_range(self) -> tuple[int, int | None]:
         """The optimization profile's batch range."""

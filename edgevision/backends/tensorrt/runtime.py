@@ -1,40 +1,37 @@
-"""Running an engine: deserialize, allocate device buffers for the profile's largest batch,
-copy in, ``execute_async_v3`` on a CUDA stream, copy out; CUDA events time the host→device
-copy, the GPU compute and the device→host copy of every run separately (as trtexec reports).
+"""Running an engine: register TensorRT's plugins, deserialize, allocate device buffers and
+pinned host buffers for the profile's largest batch, copy in, ``execute_async_v3`` on a CUDA
+stream, copy out; CUDA events time the host→device copy, the GPU compute and the device→host
+copy of every run separately (as trtexec reports, which also copies from pinned memory).
 
 Needs ``tensorrt`` and ``cuda-python``; no torch.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorrt as trt
 
+from edgevision.backends.tensorrt.cudart import (
+    CudaError,
+    PinnedBuffer,
+    free_pinned,
+    pinned_empty,
+    stream_handle,
+)
+from edgevision.backends.tensorrt.cudart import check as _check
+from edgevision.backends.tensorrt.cudart import runtime as cudart
 from edgevision.backends.tensorrt.metadata import EngineMetadata, GpuInfo
-from edgevision.errors import ArtifactError, BackendUnavailableError
+from edgevision.errors import ArtifactError
+from edgevision.progress import log
 
-try:  # cuda-python ≥ 12.6 (and 13) name the runtime bindings cuda.bindings.runtime
-    from cuda.bindings import runtime as cudart
-except ImportError:  # older cuda-python
-    from cuda import cudart  # type: ignore[no-redef]
+__all__ = ["CudaError", "EngineSession", "gpu_info", "init_plugins", "inspect_engine",
+           "tensorrt_version"]
 
 _LOGGER = trt.Logger(trt.Logger.WARNING)
-
-
-class CudaError(BackendUnavailableError):
-    """A CUDA runtime call failed (no GPU, out of memory, a faulting kernel)."""
-
-
-def _check(result: Any) -> Any:
-    """cuda-python returns ``(error, value...)``; raise on an error, return the value(s)."""
-    error, *values = result if isinstance(result, tuple) else (result,)
-    if error != cudart.cudaError_t.cudaSuccess:
-        _, name = cudart.cudaGetErrorName(error)
-        raise CudaError(f"CUDA error {name.decode() if isinstance(name, bytes) else name}")
-    return values[0] if len(values) == 1 else tuple(values)
 
 
 def _require(ok: bool, what: str) -> None:
@@ -44,6 +41,17 @@ def _require(ok: bool, what: str) -> None:
 
 def tensorrt_version() -> str:
     return str(trt.__version__)
+
+
+@cache
+def init_plugins() -> None:
+    """Register TensorRT's own plugins (libnvinfer_plugin) once per process: call before
+    parsing an ONNX graph or deserializing an engine that may use them."""
+    # the binding declares a capsule; pybind11 passes any bound object (the Logger) as the
+    # void* it takes, as NVIDIA's samples do
+    if not trt.init_libnvinfer_plugins(_LOGGER, ""):  # type: ignore[arg-type]
+        log("[yellow]TensorRT could not register its plugins (libnvinfer_plugin); engines "
+            "that use them will not load[/yellow]")
 
 
 def gpu_info(device: int = 0) -> GpuInfo:
@@ -56,6 +64,22 @@ def gpu_info(device: int = 0) -> GpuInfo:
                    compute_capability=(int(props.major), int(props.minor)))
 
 
+def inspect_engine(engine: trt.ICudaEngine | trt.IHostMemory | bytes,
+                   host_code_allowed: bool = False) -> str:
+    """The engine's layer information as IEngineInspector JSON (per-layer precisions and
+    tactics need ``ProfilingVerbosity.DETAILED`` at build): for an engine, or a serialized one
+    (deserialized here; ``host_code_allowed`` for a version-compatible engine)."""
+    if not isinstance(engine, trt.ICudaEngine):
+        init_plugins()
+        runtime = trt.Runtime(_LOGGER)
+        runtime.engine_host_code_allowed = host_code_allowed
+        deserialized = runtime.deserialize_cuda_engine(bytes(engine))
+        _require(deserialized is not None, "deserialize the engine it just built")
+        engine = deserialized
+    inspector = engine.create_engine_inspector()
+    return str(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+
+
 def _shape(dims: trt.Dims) -> tuple[int, ...]:
     return tuple(dims[i] for i in range(len(dims)))
 
@@ -64,6 +88,7 @@ class EngineSession:
     """One deserialized engine with its execution context, stream, buffers and events."""
 
     def __init__(self, path: Path, metadata: EngineMetadata) -> None:
+        init_plugins()
         runtime = trt.Runtime(_LOGGER)
         if metadata.version_compatible:
             runtime.engine_host_code_allowed = True
@@ -84,6 +109,8 @@ class EngineSession:
         _require(self.context is not None, "create an execution context")
         self.d_input: Any = None
         self.d_output: Any = None
+        self.h_input: PinnedBuffer | None = None
+        self.h_output: PinnedBuffer | None = None
         self.input_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self.input_name)))
         self.output_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self.output_name)))
         self.stream: Any = None
@@ -98,40 +125,48 @@ class EngineSession:
             raise
 
     def _allocate(self, max_input: tuple[int, ...]) -> None:
+        """Device and pinned host buffers for the profile's largest batch."""
         _require(self.context.set_input_shape(self.input_name, max_input),
                  f"accept input shape {max_input}")
         max_output = _shape(self.context.get_tensor_shape(self.output_name))
-        self.input_bytes = int(np.prod(max_input)) * self.input_dtype.itemsize
-        self.output_bytes = int(np.prod(max_output)) * self.output_dtype.itemsize
-        self.d_input = _check(cudart.cudaMalloc(self.input_bytes))
-        self.d_output = _check(cudart.cudaMalloc(self.output_bytes))
+        self.h_input = pinned_empty(int(np.prod(max_input)), self.input_dtype)
+        self.h_output = pinned_empty(int(np.prod(max_output)), self.output_dtype)
+        self.d_input = _check(cudart.cudaMalloc(self.h_input.nbytes))
+        self.d_output = _check(cudart.cudaMalloc(self.h_output.nbytes))
         _require(self.context.set_tensor_address(self.input_name, int(self.d_input)) and
                  self.context.set_tensor_address(self.output_name, int(self.d_output)),
                  "bind the device buffers")
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Run one batch; returns the output on the host."""
-        host = np.ascontiguousarray(batch, dtype=self.input_dtype)
-        _require(self.context.set_input_shape(self.input_name, host.shape),
-                 f"accept input shape {host.shape}")
-        output = np.empty(_shape(self.context.get_tensor_shape(self.output_name)),
-                          dtype=self.output_dtype)
+        """Run one batch (within the profile): copied into the pinned input buffer, the output
+        returned as a copy of the pinned output buffer."""
+        assert self.h_input is not None and self.h_output is not None  # open session
+        host_in = self.h_input.view(batch.shape)
+        np.copyto(host_in, batch, casting="same_kind")
+        _require(self.context.set_input_shape(self.input_name, batch.shape),
+                 f"accept input shape {batch.shape}")
+        host_out = self.h_output.view(_shape(self.context.get_tensor_shape(self.output_name)))
+        stream = self.stream
         start, copied_in, computed, copied_out = self.events
-        _check(cudart.cudaEventRecord(start, self.stream))
-        _check(cudart.cudaMemcpyAsync(self.d_input, host.ctypes.data, host.nbytes,
-                                      cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
-        _check(cudart.cudaEventRecord(copied_in, self.stream))
-        if not self.context.execute_async_v3(int(self.stream)):
+        _check(cudart.cudaEventRecord(start, stream))
+        _check(cudart.cudaMemcpyAsync(self.d_input, self.h_input.pointer, host_in.nbytes,
+                                      cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream))
+        _check(cudart.cudaEventRecord(copied_in, stream))
+        if not self.context.execute_async_v3(stream_handle(stream)):
             raise ArtifactError("TensorRT failed to run the engine (see the TensorRT log)")
-        _check(cudart.cudaEventRecord(computed, self.stream))
-        _check(cudart.cudaMemcpyAsync(output.ctypes.data, self.d_output, output.nbytes,
-                                      cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
-        _check(cudart.cudaEventRecord(copied_out, self.stream))
-        _check(cudart.cudaStreamSynchronize(self.stream))
+        _check(cudart.cudaEventRecord(computed, stream))
+        _check(cudart.cudaMemcpyAsync(self.h_output.pointer, self.d_output, host_out.nbytes,
+                                      cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream))
+        _check(cudart.cudaEventRecord(copied_out, stream))
+        _check(cudart.cudaStreamSynchronize(stream))
         self.times.append((_check(cudart.cudaEventElapsedTime(start, copied_in)),
                            _check(cudart.cudaEventElapsedTime(copied_in, computed)),
                            _check(cudart.cudaEventElapsedTime(computed, copied_out))))
-        return output
+        return host_out.copy()
+
+    def layer_information(self) -> str:
+        """This engine's IEngineInspector JSON (see :func:`inspect_engine`)."""
+        return inspect_engine(self.engine)
 
     def breakdown(self) -> dict[str, Any]:
         """Median and p99 (ms) of the host→device copy, GPU compute and device→host copy."""
@@ -149,9 +184,11 @@ class EngineSession:
         for pointer in (self.d_input, self.d_output):
             if pointer is not None:
                 cudart.cudaFree(pointer)
+        free_pinned(self.h_input)
+        free_pinned(self.h_output)
         for event in self.events:
             cudart.cudaEventDestroy(event)
         if self.stream is not None:
             cudart.cudaStreamDestroy(self.stream)
-        self.d_input = self.d_output = self.stream = None
+        self.d_input = self.d_output = self.h_input = self.h_output = self.stream = None
         self.events = []
