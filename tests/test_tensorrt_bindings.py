@@ -169,3 +169,40 @@ def _class_level_names(text: str, class_name: str) -> set[str]:
             return {item.target.id for item in node.body
                     if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)}
     return set()
+
+
+def _plans(version_name: str) -> list[Any]:
+    """A build plan of every precision and option this release can build."""
+    from edgevision.backends.tensorrt.plan import PRECISION_GRAPHS, plan_build
+    from edgevision.backends.tensorrt.spec import EngineSpec
+    from edgevision.backends.tensorrt.versions import supported_release
+
+    target = supported_release(version_name)
+    options: list[dict[str, Any]] = [
+        {}, {"version_compatible": True, "sparsity": True},
+        {"hardware_compatibility": "ampere_plus"},
+        {"dla_core": 0, "min_batch": 1, "max_batch": 1}]
+    if target.same_compute_capability:
+        options.append({"hardware_compatibility": "same_compute_capability"})
+    plans = []
+    for precision in PRECISION_GRAPHS:
+        for extra in options:
+            if "dla_core" in extra and precision != "fp16":
+                continue  # refused at planning (tests/test_tensorrt.py)
+            spec = EngineSpec.model_validate({"precisions": [precision], **extra})
+            plans.append(plan_build(Path("m.onnx"), Path("m.engine"), precision, spec, "input",
+                                    (3, 32, 32), target))
+    return plans
+
+
+def test_every_name_each_build_plan_uses_exists_in_its_release(version_name: str) -> None:
+    """The precisions and options of the build plan, for this release, need only names the
+    release's real module has: e.g. no BuilderFlag.FP16 on 11.x, no SAME_COMPUTE_CAPABILITY on
+    10.3, the STRONGLY_TYPED flag where 10.x must be asked."""
+    real = real_tensorrt_names(version_name)
+    for plan in _plans(version_name):
+        missing = [name for name in plan.required_api() if name not in real]
+        assert missing == [], (plan.precision, plan.typing, plan.flags, missing)
+    weak = [p for p in _plans(version_name) if p.typing == "weak"]
+    assert bool(weak) == (version_name != "11.4")  # DLA on 10.x only
+    assert all("BuilderFlag.FP16" in p.required_api() for p in weak)

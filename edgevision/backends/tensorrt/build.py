@@ -40,7 +40,8 @@ def build_with_plan(plan: BuildPlan, builder: str) -> Path:
     from edgevision.backends.tensorrt.metadata import metadata_path
 
     metadata_path(plan.engine).unlink(missing_ok=True)
-    layers: str | None = None
+    layer_file = layers_path(plan.engine)
+    layer_file.unlink(missing_ok=True)
     if builder == "trtexec":
         output = run_trtexec(trtexec_command(plan), plan.engine)
         try:
@@ -51,16 +52,37 @@ def build_with_plan(plan: BuildPlan, builder: str) -> Path:
     else:
         from edgevision.backends.tensorrt.runtime import gpu_info, tensorrt_version
 
-        layers = _build_python_safely(plan)
+        _build_python_safely(plan)
         version, gpu = tensorrt_version(), gpu_info()
+    layers = _layer_precisions(layer_file)
     write_metadata(plan.engine, engine_metadata(plan, version, gpu, builder, layers))
     return plan.engine
 
 
-def _build_python_safely(plan: BuildPlan) -> str | None:
+def layers_path(engine: Path) -> Path:
+    """The engine inspector's per-layer JSON beside the engine: ``<engine>.layers.json``."""
+    return engine.with_name(engine.name + ".layers.json")
+
+
+def _layer_precisions(layer_file: Path) -> dict[str, Any] | None:
+    """The per-layer precisions TensorRT chose, summarised and printed (None, with a warning,
+    when the build left no readable layer information)."""
+    from edgevision.backends.tensorrt.inspect import summarize_layers
+    from edgevision.progress import log
+
+    try:
+        summary = summarize_layers(layer_file.read_text(encoding="utf-8"))
+    except (OSError, EdgevisionError) as exc:
+        log(f"[yellow]no per-layer precisions for {layer_file.name}: {first_line(exc)}[/yellow]")
+        return None
+    log(f"{layer_file.name.removesuffix('.layers.json')}: {summary.summary()}")
+    return summary.model_dump(mode="json")
+
+
+def _build_python_safely(plan: BuildPlan) -> None:
     """``_build_python`` with TensorRT's own exceptions as one line."""
     try:
-        return _build_python(plan)
+        _build_python(plan)
     except EdgevisionError:
         raise
     except Exception as exc:  # TypeError from trt.Builder, RuntimeError from set_shape, ...
@@ -69,17 +91,18 @@ def _build_python_safely(plan: BuildPlan) -> str | None:
                                f"{first_line(exc)}") from exc
 
 
-def _build_python(plan: BuildPlan) -> str | None:
-    """Build and write the engine; return the engine inspector's per-layer JSON (or None)."""
+def _build_python(plan: BuildPlan) -> None:
+    """Build and write the engine and its inspector JSON (``layers_path``)."""
     import tensorrt as trt
 
     from edgevision.backends.tensorrt.api import INSTALLED
+    from edgevision.backends.tensorrt.runtime import init_plugins, inspect_engine
 
     if INSTALLED.version[:2] != plan.release.version[:2]:
         raise EngineBuildError(f"the build was planned for TensorRT {plan.release.label}, but "
                                f"TensorRT {INSTALLED.label} is installed")
     logger = trt.Logger(trt.Logger.WARNING)
-    trt.init_libnvinfer_plugins(logger, "")
+    init_plugins()
     builder = trt.Builder(logger)
     network = builder.create_network(_network_flags(plan))
     parser = trt.OnnxParser(network, logger)
@@ -98,7 +121,9 @@ def _build_python(plan: BuildPlan) -> str | None:
         tmp.write_bytes(bytes(serialized))
     if cache_file is not None:
         _save_timing_cache(config, cache_file)
-    return _layer_information(logger, serialized)
+    information = inspect_engine(serialized, host_code_allowed=plan.version_compatible)
+    with atomic_path(layers_path(plan.engine)) as tmp:
+        tmp.write_text(information, encoding="utf-8")
 
 
 def _network_flags(plan: BuildPlan) -> int:
@@ -210,18 +235,6 @@ def _save_timing_cache(config: trt.IBuilderConfig, cache_file: Path) -> None:
             tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
     finally:
         lock.release()
-
-
-def _layer_information(logger: trt.ILogger, serialized: trt.IHostMemory) -> str | None:
-    """The engine inspector's JSON (per-layer precisions and tactics), read from a
-    deserialized copy of the engine just built (None where it cannot be deserialized)."""
-    import tensorrt as trt
-
-    engine = trt.Runtime(logger).deserialize_cuda_engine(bytes(serialized))
-    if engine is None:
-        return None
-    inspector = engine.create_engine_inspector()
-    return str(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
 
 
 def _parser_errors(parser: trt.OnnxParser) -> str:

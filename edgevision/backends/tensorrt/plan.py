@@ -101,8 +101,10 @@ class BuildPlan:
                  "IBuilderConfig.profiling_verbosity", "ProfilingVerbosity.DETAILED",
                  "IBuilderConfig.create_timing_cache", "IBuilderConfig.set_timing_cache",
                  "IBuilderConfig.get_timing_cache", "ITimingCache.serialize",
-                 "Runtime.deserialize_cuda_engine", "ICudaEngine.create_engine_inspector",
-                 "EngineInspector.get_engine_information", "LayerInformationFormat.JSON"]
+                 "Runtime.deserialize_cuda_engine", "Runtime.engine_host_code_allowed",
+                 "ICudaEngine.create_engine_inspector",
+                 "EngineInspector.get_engine_information", "LayerInformationFormat.JSON",
+                 "Builder.num_DLA_cores", "IBuilderConfig.profiling_verbosity"]
         if self.typing == "strong" and self.release.strongly_typed_flag_needed:
             names.append("NetworkDefinitionCreationFlag.STRONGLY_TYPED")
         if not self.tf32:
@@ -250,7 +252,8 @@ def trtexec_command(plan: BuildPlan) -> list[str]:
             command.append("--allowGPUFallback")
     if plan.sparsity:
         command.append("--sparsity=enable")
-    command += ["--profilingVerbosity=detailed"]
+    layers = plan.engine.with_name(plan.engine.name + ".layers.json")
+    command += ["--profilingVerbosity=detailed", f"--exportLayerInfo={layers}"]
     return command
 
 
