@@ -92,6 +92,8 @@ def installed_release(builder: str) -> str | None:
 def plan_for(onnx: Path, engine: Path, precision: str, spec: EngineSpec,
              opt_batch: int | None = None, target: TensorRTRelease | None = None) -> BuildPlan:
     """The build plan for ``onnx``: its input name and sample shape read from the graph."""
+    from onnx import TensorProto
+
     from edgevision.onnxmeta import load_onnx, read_metadata
 
     graph = load_onnx(onnx, load_weights=False).graph
@@ -106,15 +108,20 @@ def plan_for(onnx: Path, engine: Path, precision: str, spec: EngineSpec,
     if not sample or any(d <= 0 for d in sample):
         raise EdgevisionError(f"{onnx}: the input's non-batch dimensions must be fixed, got "
                               f"{sample}")
-    _check_source_graph(onnx, precision, read_metadata(onnx).get("quantization", {}))
+    in_fp16 = any(t.data_type == TensorProto.FLOAT16 for t in graph.initializer)
+    _check_source_graph(onnx, precision, read_metadata(onnx).get("quantization", {}), in_fp16)
     target = target or target_release(spec)
     timing_cache = cache_dir() / "tensorrt" / f"timing-trt{target.label}.cache"
     return plan_build(onnx, engine, precision, spec, graph.input[0].name, sample, target,
-                      opt_batch, timing_cache, output_name=graph.output[0].name)
+                      opt_batch, timing_cache, output_name=graph.output[0].name,
+                      source_typed=in_fp16)
 
 
-def _check_source_graph(onnx: Path, precision: str, quantization: dict[str, Any]) -> None:
-    """INT8 engines come from the tensorrt-target Q/DQ graph; the others from an FP32 one."""
+def _check_source_graph(onnx: Path, precision: str, quantization: dict[str, Any],
+                        in_fp16: bool) -> None:
+    """INT8 engines come from the tensorrt-target Q/DQ graph, the others from an unquantized
+    one; a graph already in FP16 (ours, or ModelOpt AutoCast's) builds fp16 or int8+fp16 as it
+    is, nothing else."""
     target = quantization.get("target")
     if precision.startswith("int8") and target != "tensorrt":
         raise EdgevisionError(
@@ -126,6 +133,12 @@ def _check_source_graph(onnx: Path, precision: str, quantization: dict[str, Any]
             f"{onnx}: a {precision} engine is built from the FP32 graph (model.onnx), not from "
             f"a graph quantized for {target}; for INT8 use --precision int8 with the "
             "tensorrt-target graph")
+    if in_fp16 and precision in ("fp32", "tf32", "int8"):
+        wanted = "int8+fp16" if precision == "int8" else "fp16"
+        raise EdgevisionError(
+            f"{onnx}: this graph already computes in FP16, so its engine is {wanted} (strongly "
+            f"typed: the graph's types are the precision); for {precision} build from the FP32 "
+            "graph")
 
 
 def prepare_graph(plan: BuildPlan, samples: np.ndarray | None = None) -> dict[str, Any] | None:

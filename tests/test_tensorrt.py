@@ -124,6 +124,18 @@ def test_dla_is_fp16_with_one_static_batch() -> None:
         plan("fp32", "10.3", **static)
 
 
+def test_default_timing_cache_is_one_file_per_release_and_gpu() -> None:
+    from edgevision.backends.tensorrt.plan import for_gpu
+
+    default = plan("fp16", "10.3")  # the engine step's default cache: keyed per GPU
+    assert default.timing_cache_per_gpu and default.timing_cache == Path("t.cache")
+    keyed = for_gpu(default, "NVIDIA Jetson AGX Orin", (8, 7))
+    assert keyed.timing_cache == Path("t-nvidia-jetson-agx-orin-sm87.cache")
+    assert f"--timingCacheFile={keyed.timing_cache}" in trtexec_command(keyed)
+    named = plan("fp16", "10.3", timing_cache="mine.cache")  # the user's file: as given
+    assert for_gpu(named, "Orin", (8, 7)).timing_cache == Path("mine.cache")
+
+
 def test_target_release_is_one_we_know() -> None:
     assert supported_release("10.3.0.26").major_minor == (10, 3)
     with pytest.raises(TensorRTVersionError, match=r"unknown target TensorRT 10.4 \(did you "
@@ -212,6 +224,32 @@ def test_int8_engine_needs_the_tensorrt_target_graph(tmp_path: Path) -> None:
     assert built.profile.max_shape == (64, 3, 32, 32)
     with pytest.raises(EdgevisionError, match="a fp16 engine is built from the FP32 graph"):
         plan_for(path, tmp_path / "m.engine", "fp16", EngineSpec())
+
+
+def test_a_graph_already_in_fp16_is_built_as_it_is(tmp_path: Path) -> None:
+    """An FP16 graph (ModelOpt AutoCast's, or ours) builds fp16 as it is; fp32 from it is
+    refused rather than silently built in FP16."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgevision.engines import plan_for
+    from edgevision.errors import EdgevisionError
+
+    scale = numpy_helper.from_array(np.full((1,), 2.0, dtype=np.float16), "scale")
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["input"], ["half"], to=TensorProto.FLOAT16),
+         helper.make_node("Mul", ["half", "scale"], ["scaled"]),
+         helper.make_node("Cast", ["scaled"], ["logits"], to=TensorProto.FLOAT)], "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3, 32, 32])],
+        [scale])
+    path = tmp_path / "model_fp16.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    built = plan_for(path, tmp_path / "m.engine", "fp16", EngineSpec(tensorrt_version="11.4"))
+    assert built.transform == "none" and built.onnx == path
+    with pytest.raises(EdgevisionError, match="already computes in FP16, so its engine is fp16"):
+        plan_for(path, tmp_path / "m.engine", "fp32", EngineSpec(tensorrt_version="11.4"))
 
 
 BLOCKED = ("torch", "torchvision", "onnxruntime", "onnx", "onnxscript", "torch_pruning",

@@ -19,7 +19,7 @@ from edgevision.backends.tensorrt.metadata import (
     this_platform,
     write_metadata,
 )
-from edgevision.backends.tensorrt.plan import BuildPlan, trtexec_command, trtexec_text
+from edgevision.backends.tensorrt.plan import BuildPlan, for_gpu, trtexec_command, trtexec_text
 from edgevision.backends.tensorrt.trtexec import run_trtexec
 from edgevision.errors import ArtifactError, EdgevisionError, ExportError, first_line
 from edgevision.io import atomic_path
@@ -42,6 +42,7 @@ def build_with_plan(plan: BuildPlan, builder: str) -> Path:
     metadata_path(plan.engine).unlink(missing_ok=True)
     layer_file = layers_path(plan.engine)
     layer_file.unlink(missing_ok=True)
+    plan = _timing_cache_for_this_gpu(plan)
     if builder == "trtexec":
         output = run_trtexec(trtexec_command(plan), plan.engine)
         try:
@@ -57,6 +58,21 @@ def build_with_plan(plan: BuildPlan, builder: str) -> Path:
     layers = _layer_precisions(layer_file)
     write_metadata(plan.engine, engine_metadata(plan, version, gpu, builder, layers))
     return plan.engine
+
+
+def _timing_cache_for_this_gpu(plan: BuildPlan) -> BuildPlan:
+    """The plan with its default timing cache keyed by this machine's GPU (where cuda-python
+    can name it: the trtexec builder may run without it, and then keeps one file per
+    release)."""
+    if not plan.timing_cache_per_gpu:
+        return plan
+    try:
+        from edgevision.backends.tensorrt.runtime import gpu_info
+
+        gpu = gpu_info()
+    except (ImportError, OSError, RuntimeError, EdgevisionError):
+        return plan
+    return for_gpu(plan, gpu.name, gpu.compute_capability)
 
 
 def layers_path(engine: Path) -> Path:

@@ -75,8 +75,8 @@ class LayerPrecisions(BaseModel):
 
     def summary(self) -> str:
         """One line for people: counts, the dominant kernel precision, the FP32 layers."""
-        counts = ", ".join(f"{getattr(self, name.lower())} {name}" for name in COUNTED)
-        text = f"{self.layers} layers: {counts}, {self.other} other"
+        text = (f"{self.layers} layers: {self.int8} INT8, {self.fp16} FP16, {self.fp32} FP32, "
+                f"{self.other} other")
         if self.dominant_kernel_precision:
             text += f"; kernels mostly {self.dominant_kernel_precision}"
         if self.fp32_layers and (self.int8 or self.fp16):

@@ -13,8 +13,9 @@ graphs. The one exception is DLA on 10.x, which does not take strongly typed net
 
 from __future__ import annotations
 
+import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -74,6 +75,8 @@ class BuildPlan:
     workspace_bytes: int
     optimization_level: int
     timing_cache: Path | None
+    #: the timing cache is edgevision's default: one file per release and GPU (``for_gpu``)
+    timing_cache_per_gpu: bool
     hardware_compatibility: str
     version_compatible: bool
     dla_core: int | None
@@ -120,6 +123,19 @@ class BuildPlan:
         return tuple(dict.fromkeys(names))
 
 
+def for_gpu(plan: BuildPlan, gpu_name: str, compute_capability: tuple[int, int]) -> BuildPlan:
+    """``plan`` with its default timing cache keyed by the GPU too (``timing-trt10.3.0-orin-
+    sm87.cache``): a cache holds one GPU's timings, so each GPU gets its own file. A cache the
+    user named is left as it is."""
+    if plan.timing_cache is None or not plan.timing_cache_per_gpu:
+        return plan
+    slug = re.sub(r"[^a-z0-9]+", "-", gpu_name.lower()).strip("-") or "gpu"
+    sm = "".join(str(v) for v in compute_capability)
+    cache = plan.timing_cache
+    return replace(plan, timing_cache=cache.with_name(f"{cache.stem}-{slug}-sm{sm}{cache.suffix}"),
+                   timing_cache_per_gpu=False)
+
+
 def typed_graph_path(source: Path, engine: Path, transform: GraphTransform) -> Path:
     """The graph TensorRT parses: the source itself, or the typed graph made from it, beside
     the engine (``model.fp16.engine`` ← ``model.fp16.trt.onnx``)."""
@@ -132,16 +148,19 @@ def typed_graph_path(source: Path, engine: Path, transform: GraphTransform) -> P
 def plan_build(onnx: Path, engine: Path, precision: str, spec: EngineSpec, input_name: str,
                sample_shape: tuple[int, ...], release: TensorRTRelease,
                opt_batch: int | None = None, timing_cache: Path | None = None,
-               output_name: str = "logits") -> BuildPlan:
+               output_name: str = "logits", source_typed: bool = False) -> BuildPlan:
     """The build of ``onnx`` (input ``input_name``, one sample's shape C×H×W) at ``precision``
-    for TensorRT ``release``; refuses, in one line, what that release or DLA cannot build."""
+    for TensorRT ``release``; refuses, in one line, what that release or DLA cannot build.
+    ``source_typed``: ``onnx`` already has the precision's types (an FP16 graph), so TensorRT
+    parses it as it is."""
     if precision not in PRECISION_GRAPHS:
         raise EnginePlanError(f"unknown engine precision {precision!r} "
                               f"({', '.join(PRECISION_GRAPHS)})")
     _check_dla(spec, precision, release)
     _check_hardware(spec, release)
     typing = _typing(spec, release)
-    transform = PRECISION_GRAPHS[precision][0] if typing == "strong" else "none"
+    transform = PRECISION_GRAPHS[precision][0] if typing == "strong" and not source_typed \
+        else "none"
     flags = [*_weak_precision_flags(precision, typing)]
     if spec.version_compatible:
         flags.append("VERSION_COMPATIBLE")
@@ -155,7 +174,9 @@ def plan_build(onnx: Path, engine: Path, precision: str, spec: EngineSpec, input
     return BuildPlan(onnx, typed_graph_path(onnx, engine, transform), transform, engine,
                      precision, release, typing, tuple(flags), precision == "tf32", profile,
                      spec.workspace_mb * (1 << 20), spec.optimization_level,
-                     spec.timing_cache or timing_cache, spec.hardware_compatibility,
+                     spec.timing_cache or timing_cache,
+                     spec.timing_cache is None and timing_cache is not None,
+                     spec.hardware_compatibility,
                      spec.version_compatible, spec.dla_core, spec.gpu_fallback, spec.sparsity)
 
 
