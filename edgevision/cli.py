@@ -178,7 +178,12 @@ def build(
         from edgevision.backends.tensorrt.plan import trtexec_text
 
         plan = plan_for(onnx, engine, precision, spec, target=_printed_release(spec))
-        prepare_graph(plan)
+        graph = prepare_graph(plan)
+        if graph is not None:
+            kept = len(graph["fp16"]["kept_fp32"])
+            console.print(f"wrote {plan.onnx}, the graph TensorRT parses ({plan.mode}; {kept} "
+                          "nodes kept FP32, by weights and operators only: no images to "
+                          "measure activations on)", highlight=False)
         sys.stdout.write(trtexec_text(plan) + "\n")
         return
     result = build_engine(onnx, engine, precision, spec)
