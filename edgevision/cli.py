@@ -134,13 +134,16 @@ def build(
     max_batch: Annotated[int, typer.Option(help="Profile: largest batch.")] = 64,
     workspace_mb: Annotated[int, typer.Option(help="Builder workspace limit, MiB.")] = 1024,
     optimization_level: Annotated[int, typer.Option(help="Builder optimization level 0-5.")] = 3,
-    timing_cache: Annotated[Path | None, typer.Option(help="Timing cache file to re-use.")] = None,
+    timing_cache: Annotated[Path | None, typer.Option(
+        help="Timing cache file to re-use (default: one per TensorRT release and GPU in "
+             "edgevision's cache).")] = None,
     hardware_compatibility: Annotated[str, typer.Option(
         help="none (this GPU model), same_compute_capability (TensorRT 10.13+) or "
              "ampere_plus (any Ampere+ GPU).")] = "none",
     version_compatible: Annotated[bool, typer.Option(
         help="Runs on later TensorRT versions too.")] = False,
-    dla_core: Annotated[int | None, typer.Option(help="Jetson DLA core.")] = None,
+    dla_core: Annotated[int | None, typer.Option(
+        help="Jetson Orin DLA core (fp16; one static batch: --min-batch = --max-batch).")] = None,
     sparsity: Annotated[bool, typer.Option(help="Allow 2:4 sparse kernels.")] = False,
     builder: Annotated[str, typer.Option(help="python (TensorRT API) or trtexec.")] = "python",
     tensorrt_version: Annotated[str | None, typer.Option(
