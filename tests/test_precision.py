@@ -18,6 +18,7 @@ from edgevision.export.precision import (
     FP16_MAX,
     QDQ_FP16_OPSET,
     convert_to_fp16,
+    default_opset,
     measure_ranges,
     qdq_to_fp16,
 )
@@ -238,6 +239,40 @@ def test_activation_rule_keeps_producer_and_reader(tmp_path: Path) -> None:
     result = convert_to_fp16(src, tmp_path / "wide.fp16.onnx", x)
     assert set(result.kept_fp32) == {"scale_up", "matmul"} and result.measured
     assert "relu" not in result.kept_fp32  # reads and writes values below 1
+    np.testing.assert_allclose(onnxruntime_logits(result.path, x),
+                               onnxruntime_logits(src, x), rtol=2e-3)
+
+
+def test_a_layer_kept_fp32_keeps_its_dequantized_inputs_fp32(tmp_path: Path) -> None:
+    """Q/DQ → MatMul whose output passes data_max: the MatMul stays FP32 and so do the
+    DequantizeLinear nodes feeding it (and their QuantizeLinear), so no Cast sits between a
+    DequantizeLinear and its layer (TensorRT fuses DQ → layer into INT8 only when adjacent)."""
+    scale = np.array(0.01, np.float32)
+    zero = np.array(0, np.int8)
+    weight_q = np.clip(np.round(np.eye(4) * 100.0 / 1.0), -127, 127).astype(np.int8)
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], name="qx"),
+         helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"], name="dqx"),
+         helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], name="dqw"),
+         helper.make_node("MatMul", ["xd", "wd"], ["mixed"], name="matmul"),
+         helper.make_node("Relu", ["mixed"], ["y"], name="relu")],
+        "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        [numpy_helper.from_array(scale, "xs"), numpy_helper.from_array(zero, "xz"),
+         numpy_helper.from_array(weight_q, "wq"),
+         numpy_helper.from_array(np.array(10.0, np.float32), "ws"),
+         numpy_helper.from_array(zero, "wz")])
+    src = tmp_path / "qdq.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)],
+                                ir_version=8), str(src))
+    x = np.random.default_rng(0).uniform(0.5, 1.0, (16, 4)).astype(np.float32)  # y ≈ 500-1000
+    result = qdq_to_fp16(src, tmp_path / "qdq.fp16.onnx", x)
+    assert {"matmul", "dqx", "dqw", "qx"} <= set(result.kept_fp32)
+    model = onnx.load(str(result.path))
+    assert model.ir_version >= 9 and default_opset(model) >= 19  # opset 19 is IR 9
+    producers = {o: n for n in model.graph.node for o in n.output}
+    layer = next(n for n in model.graph.node if n.op_type == "MatMul")
+    assert [producers[i].op_type for i in layer.input] == ["DequantizeLinear"] * 2
     np.testing.assert_allclose(onnxruntime_logits(result.path, x),
                                onnxruntime_logits(src, x), rtol=2e-3)
 

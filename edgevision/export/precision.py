@@ -58,6 +58,8 @@ QDQ_FP16_OPSET = 19
 #: operators AutoCast never converts (``OP_TYPES_NOT_SUPPORTED_IN_LOW_PRECISION``)
 ALWAYS_FP32_OPS = ("Upsample", "NonMaxSuppression", "Celu")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+#: the IR version ONNX releases an opset with (opset 19: ONNX 1.14, IR 9)
+MIN_IR_VERSION = {QDQ_FP16_OPSET: 9}
 _FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16)
 
 
@@ -103,11 +105,11 @@ def measure_ranges(onnx_path: Path, samples: np.ndarray, batch_size: int = 64
                           f"input (this one has {len(model.graph.input)})")
     if len(samples) == 0:
         raise ExportError(f"{onnx_path}: no sample images to measure activation ranges on")
-    names = _float_tensors(model)
-    listed = {o.name for o in model.graph.output}
-    model.graph.output.extend(onnx.helper.make_tensor_value_info(name, element, None)
-                              for name, element in names.items() if name not in listed)
     try:
+        names = _float_tensors(model)
+        listed = {o.name for o in model.graph.output}
+        model.graph.output.extend(onnx.helper.make_tensor_value_info(name, element, None)
+                                  for name, element in names.items() if name not in listed)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only
         session = ort.InferenceSession(model.SerializeToString(), options,
@@ -127,14 +129,17 @@ def measure_ranges(onnx_path: Path, samples: np.ndarray, batch_size: int = 64
 
 
 def convert_to_fp16(src: Path, out: Path, samples: np.ndarray | None = None, *,
-                    data_max: float = DATA_MAX, init_max: float = FP16_MAX) -> Fp16Conversion:
+                    data_max: float = DATA_MAX, init_max: float = FP16_MAX,
+                    for_onnxruntime: bool = False) -> Fp16Conversion:
     """Write the FP32 graph ``src`` in FP16 to ``out`` (FP32 inputs/outputs; the module's rules
-    keep overflowing nodes in FP32; ``samples``: images whose activations are measured)."""
+    keep overflowing nodes in FP32; ``samples``: images whose activations are measured).
+    ``for_onnxruntime``: also keep FP32 the operators ONNX Runtime's converter keeps by default
+    (its CPU kernels lack FP16 forms of some, e.g. Resize, TopK); TensorRT graphs convert them."""
     model = load_onnx(src)
     if _has_qdq(model):
         raise ExportError(f"{src}: this is a Q/DQ (INT8) graph: its FP16 form is int8+fp16 "
                           "(qdq_to_fp16), not fp16")
-    return _convert(model, src, out, samples, "fp16", data_max, init_max)
+    return _convert(model, src, out, samples, "fp16", data_max, init_max, for_onnxruntime)
 
 
 def qdq_to_fp16(src: Path, out: Path, samples: np.ndarray | None = None, *,
@@ -151,14 +156,15 @@ def qdq_to_fp16(src: Path, out: Path, samples: np.ndarray | None = None, *,
 
 
 def _convert(model: onnx.ModelProto, src: Path, out: Path, samples: np.ndarray | None,
-             precision: str, data_max: float, init_max: float) -> Fp16Conversion:
+             precision: str, data_max: float, init_max: float,
+             for_onnxruntime: bool = False) -> Fp16Conversion:
     _check_thresholds(data_max, init_max)
     _check_float32(model, src)
     _name_nodes(model)
     ranges = measure_ranges(src, samples) if samples is not None else {}
     opset = default_opset(model)
     kept = fp32_nodes(model, ranges, data_max, init_max)
-    converted = _cast_to_fp16(model, kept, src)
+    converted = _cast_to_fp16(model, kept, src, for_onnxruntime)
     result = Fp16Conversion(
         out, precision, kept, samples is not None, 0 if samples is None else len(samples),
         data_max, init_max, opset, subnormal_scales=_subnormal_scales(converted),
@@ -301,15 +307,29 @@ def _range_reason(node: onnx.NodeProto, ranges: dict[str, float], data_max: floa
 
 
 def _keep_pairs_together(model: onnx.ModelProto, kept: dict[str, str]) -> None:
-    """A QuantizeLinear and the DequantizeLinear reading it share one precision (one scale)."""
+    """A QuantizeLinear, the DequantizeLinear reading it and the layers that DequantizeLinear
+    feeds share one precision: a Cast between a DequantizeLinear and its layer would stop
+    TensorRT from fusing the layer into INT8. Spread to a fixed point (a layer kept FP32
+    keeps the Q/DQ pairs of all its quantized inputs)."""
     producers = {o: n for n in model.graph.node for o in n.output}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    groups = []
     for deq in (n for n in model.graph.node if n.op_type == "DequantizeLinear"):
         quant = producers.get(deq.input[0])
-        if quant is None or quant.op_type != "QuantizeLinear":
-            continue
-        for one, other in ((quant, deq), (deq, quant)):
-            if one.name in kept and other.name not in kept:
-                kept[other.name] = f"pairs with {one.name}, kept FP32"
+        pair = [quant] if quant is not None and quant.op_type == "QuantizeLinear" else []
+        groups.append([*pair, deq, *readers.get(deq.output[0], [])])
+    changed = True
+    while changed:
+        changed = False
+        for group in groups:
+            anchor = next((n.name for n in group if n.name in kept), None)
+            for node in group:
+                if anchor is not None and node.name not in kept:
+                    kept[node.name] = f"shares its Q/DQ precision with {anchor}, kept FP32"
+                    changed = True
 
 
 def _large_constants(model: onnx.ModelProto, init_max: float) -> dict[str, float]:
@@ -327,11 +347,13 @@ def _large_constants(model: onnx.ModelProto, init_max: float) -> dict[str, float
     return large
 
 
-def _cast_to_fp16(model: onnx.ModelProto, kept: dict[str, str], src: Path) -> onnx.ModelProto:
+def _cast_to_fp16(model: onnx.ModelProto, kept: dict[str, str], src: Path,
+                  for_onnxruntime: bool = False) -> onnx.ModelProto:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    try:
-        converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=[],
+    try:  # op_block_list None: the converter's default list of operators kept FP32
+        converted = convert_float_to_float16(model, keep_io_types=True,
+                                             op_block_list=None if for_onnxruntime else [],
                                              node_block_list=list(kept))
         drop_cast_round_trips(converted.graph)
         sort_topologically(converted.graph)
@@ -356,6 +378,7 @@ def _with_opset(model: onnx.ModelProto, src: Path, opset: int) -> onnx.ModelProt
     if [n.op_type for n in raised.graph.node] != [n.op_type for n in model.graph.node]:
         raise ExportError(f"{src}: raising the opset to {opset} rewrote operators; "
                           "re-export the model at opset ≥ 19")
+    raised.ir_version = max(raised.ir_version, MIN_IR_VERSION[opset])
     return raised
 
 
