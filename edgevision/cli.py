@@ -162,7 +162,13 @@ def build(
     from pydantic import ValidationError
 
     from edgevision.backends.tensorrt.spec import EngineSpec
-    from edgevision.engines import build_engine, engine_name, plan_for, prepare_graph
+    from edgevision.engines import (
+        build_engine,
+        engine_name,
+        plan_for,
+        prepare_graph,
+        target_release,
+    )
     from edgevision.errors import EdgevisionError as Error
     from edgevision.validation import format_validation_error
 
@@ -180,7 +186,8 @@ def build(
     if print_trtexec:
         from edgevision.backends.tensorrt.plan import trtexec_text
 
-        plan = plan_for(onnx, engine, precision, spec, target=_printed_release(spec))
+        plan = plan_for(onnx, engine, precision, spec,
+                        target=target_release(spec, for_this_machine=False))
         graph = prepare_graph(plan)
         if graph is not None:
             kept = len(graph["fp16"]["kept_fp32"])
@@ -191,21 +198,6 @@ def build(
         return
     result = build_engine(onnx, engine, precision, spec)
     console.print(f"engine: {result.engine} (metadata: {result.engine}.json)", highlight=False)
-
-
-def _printed_release(spec: Any) -> Any:
-    """The release a printed trtexec command is for: the one asked for, with no check
-    against what is installed here (the command runs on the device)."""
-    from edgevision.backends.tensorrt.versions import (
-        DEFAULT_TARGET,
-        installed_version,
-        release,
-        supported_release,
-    )
-
-    if spec.tensorrt_version is not None:
-        return supported_release(spec.tensorrt_version)
-    return release(installed_version() or DEFAULT_TARGET)
 
 
 @app.command()

@@ -60,17 +60,20 @@ def engine_name(precision: str) -> str:
 
 
 def target_release(spec: EngineSpec, requested: str | None = None,
-                   builder: str | None = None) -> TensorRTRelease:
+                   builder: str | None = None, *, for_this_machine: bool = True
+                   ) -> TensorRTRelease:
     """The TensorRT release a build targets: ``requested`` (``--tensorrt-version``), else the
     recipe's ``engine.tensorrt_version``, else the one installed here (the TensorRT module, or
-    trtexec's for the trtexec builder), else 11.4. A stated release that differs from the one
-    installed is refused: an engine runs only on the release that built it."""
+    trtexec's for the trtexec builder), else 11.4. ``for_this_machine``: the engine is built
+    here, so a stated release that differs from the installed one is refused (an engine runs
+    only on the release that built it); a printed command is for the device, unchecked."""
     wanted = requested or spec.tensorrt_version
     installed = installed_release(builder or spec.builder)
     if wanted is None:
         return release(installed or DEFAULT_TARGET)
     target = supported_release(wanted)
-    if installed is not None and release(installed).major_minor != target.major_minor:
+    if for_this_machine and installed is not None and \
+            release(installed).major_minor != target.major_minor:
         raise EnginePlanError(
             f"the engines are for TensorRT {target.label} but this machine has TensorRT "
             f"{installed}: build them on the device with that release (engine.tensorrt_version "

@@ -78,7 +78,7 @@ def test_engines_are_strongly_typed_on_every_release(release: str, precision: st
                            "--skipInference"]
     assert "--minShapes=input:1x3x32x32" in command and "--maxShapes=input:32x3x32x32" in command
     assert "--memPoolSize=workspace:512" in command  # MiB (no suffix: every release)
-    assert "--builderOptimizationLevel=4" in command and "--timingCacheFile=t.cache" in command
+    assert "--builderOptimizationLevel=4" in command
     assert not {"--fp16", "--int8", "--best"} & set(command)  # weak typing: gone in 11.x
     assert ("--stronglyTyped" in command) == (release != "11.4")  # always on in 11.x
     assert ("--noTF32" in command) == (precision != "tf32")
@@ -127,8 +127,9 @@ def test_dla_is_fp16_with_one_static_batch() -> None:
 def test_default_timing_cache_is_one_file_per_release_and_gpu() -> None:
     from edgevision.backends.tensorrt.plan import for_gpu
 
-    default = plan("fp16", "10.3")  # the engine step's default cache: keyed per GPU
-    assert default.timing_cache_per_gpu and default.timing_cache == Path("t.cache")
+    default = plan("fp16", "10.3")  # the engine step's default cache: named per GPU
+    assert default.timing_cache is None and default.default_timing_cache == Path("t.cache")
+    assert not any(a.startswith("--timingCacheFile") for a in trtexec_command(default))
     keyed = for_gpu(default, "NVIDIA Jetson AGX Orin", (8, 7))
     assert keyed.timing_cache == Path("t-nvidia-jetson-agx-orin-sm87.cache")
     assert f"--timingCacheFile={keyed.timing_cache}" in trtexec_command(keyed)
@@ -139,7 +140,7 @@ def test_default_timing_cache_is_one_file_per_release_and_gpu() -> None:
 def test_target_release_is_one_we_know() -> None:
     assert supported_release("10.3.0.26").major_minor == (10, 3)
     with pytest.raises(TensorRTVersionError, match=r"unknown target TensorRT 10.4 \(did you "
-                                                   r"mean 11.4\?\): choose 10.3"):
+                                                   r"mean 10.3\?\): choose 10.3"):
         supported_release("10.4")
     with pytest.raises(ValueError, match="unknown target TensorRT 9.0"):
         EngineSpec(tensorrt_version="9.0")
@@ -344,8 +345,11 @@ def test_trtexec_benchmark_runs_the_count_with_copies_on_every_release() -> None
                                     supported_release(name), version_compatible=True)
         assert {"--iterations=200", "--duration=0", "--shapes=input:8x3x32x32",
                 "--versionCompatible"} <= set(command)
-        # trtexec 11 leaves host<->device copies out by default; 10.x includes them
-        assert ("--includeDataTransfers" in command) == (name == "11.4")
+        # trtexec 11 leaves host<->device copies out and uses CUDA graphs and spin-wait by
+        # default; 10.x and edgevision's own timing do not
+        eleven = {"--includeDataTransfers", "--noCudaGraph", "--noSpinWait"}
+        assert (eleven <= set(command)) == (name == "11.4")
+        assert (eleven & set(command)) == (eleven if name == "11.4" else set())
 
 
 def test_trtexec_failure_without_summary_is_one_line() -> None:
@@ -461,3 +465,93 @@ def test_build_command_prints_trtexec_and_says_why_it_cannot_build(tmp_path: Pat
     assert not (tmp_path / "model.fp16.engine").exists()
     bad = runner.invoke(app, ["build", str(onnx_path), "--min-batch", "128"])
     assert bad.exit_code == 2 and "min_batch ≤ opt_batch ≤ max_batch" in bad.output
+
+
+def _fake_trtexec(folder: Path, banner: str, header: bool) -> Path:
+    """A stand-in ``trtexec`` on PATH (a shell script) that prints ``banner`` and, given
+    ``--saveEngine=F``, writes F: it exercises edgevision's plumbing around trtexec; it builds
+    nothing and no test reads a figure from it."""
+    script = folder / "trtexec"
+    lines = ["#!/bin/sh", f"echo '&&&& RUNNING TensorRT.trtexec [TensorRT {banner}] [b1]'"]
+    if header:
+        lines += ["echo '[I] TensorRT version: 10.3.0'", "echo '[I] Selected Device: Orin'",
+                  "echo '[I] Compute Capability: 8.7'"]
+    lines += ['for a in "$@"; do case "$a" in --saveEngine=*) echo x > "${a#--saveEngine=}";;',
+              "esac; done"]
+    script.write_text("\n".join(lines) + "\n")
+    script.chmod(0o755)
+    return script
+
+
+def test_trtexec_release_is_read_from_its_banner(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgevision.backends.tensorrt import trtexec
+    from edgevision.engines import target_release
+
+    _fake_trtexec(tmp_path, "v100300", header=True)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    trtexec.trtexec_version.cache_clear()
+    try:
+        assert trtexec.trtexec_version() == "10.3.0"
+        spec = EngineSpec(builder="trtexec")
+        assert target_release(spec).major_minor == (10, 3)  # the trtexec found, not 11.4
+        with pytest.raises(EnginePlanError, match="engines are for TensorRT 11.4.* this "
+                                                  "machine has TensorRT 10.3.0"):
+            target_release(spec.model_copy(update={"tensorrt_version": "11.4"}))
+        printed = target_release(spec.model_copy(update={"tensorrt_version": "11.4"}),
+                                 for_this_machine=False)
+        assert printed.major_minor == (11, 4)  # a command for the device: not checked here
+    finally:
+        trtexec.trtexec_version.cache_clear()
+
+
+def test_a_failed_build_leaves_no_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    from edgevision.backends.tensorrt import build, trtexec
+    from edgevision.backends.tensorrt.metadata import metadata_path
+
+    _fake_trtexec(tmp_path, "v100300", header=False)  # writes the engine, no device lines
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    trtexec.trtexec_version.cache_clear()
+    built = plan("fp32", "10.3")
+    engine = tmp_path / "m.fp16.engine"
+    built = BuildPlan(**{**built.__dict__, "engine": engine, "onnx": _tiny_graph(
+        tmp_path / "m.onnx"), "source": tmp_path / "m.onnx"})
+    try:
+        with pytest.raises(ArtifactError, match="log lacks the TensorRT version"):
+            build.build_with_plan(built, "trtexec")
+    finally:
+        trtexec.trtexec_version.cache_clear()
+    assert not engine.exists() and not metadata_path(engine).exists()
+
+    def fails(_: BuildPlan) -> None:
+        raise TypeError("pybind11: incompatible function arguments")
+
+    monkeypatch.setattr(build, "_build_python", fails)
+    with pytest.raises(build.EngineBuildError, match=r"TensorRT 10.3.0 could not build "
+                                                     r"m.fp16.engine: TypeError: pybind11"):
+        build._build_python_safely(built)
+
+
+def test_timing_cache_is_written_under_a_lock(tmp_path: Path) -> None:
+    from edgevision.backends.tensorrt.build import _save_timing_cache
+    from edgevision.runlock import RunLock
+
+    class Cache:
+        def serialize(self) -> bytes:
+            return b"timings"
+
+    class Config:
+        def get_timing_cache(self) -> Cache:
+            return Cache()
+
+    cache = tmp_path / "tensorrt" / "timing.cache"
+    (tmp_path / "tensorrt").mkdir()
+    other = RunLock.acquire(cache.with_name("timing.cache.lock"))  # another build writing
+    try:
+        _save_timing_cache(Config(), cache)  # type: ignore[arg-type]
+        assert not cache.exists()
+    finally:
+        other.release()
+    _save_timing_cache(Config(), cache)  # type: ignore[arg-type]
+    assert cache.read_bytes() == b"timings"

@@ -288,7 +288,8 @@ def _build_engines(state: PipelineState) -> None:
         log("[yellow]engine: benchmark.backends lacks tensorrt, so the engines are built but "
             "not measured[/yellow]")
     # FP16 graphs keep FP32 where these training images (never the evaluation split) overflow
-    samples = state.dataset.calibration_set().first(RANGE_IMAGES)
+    calibration = state.dataset.calibration_set()
+    samples = calibration.first(min(RANGE_IMAGES, len(calibration)))
     results = build_run_engines(state.run.path, spec, max(state.recipe.benchmark.batch_sizes),
                                 samples)
     for result in results:

@@ -19,7 +19,13 @@ from edgevision.backends.tensorrt.metadata import (
     this_platform,
     write_metadata,
 )
-from edgevision.backends.tensorrt.plan import BuildPlan, for_gpu, trtexec_command, trtexec_text
+from edgevision.backends.tensorrt.plan import (
+    BuildPlan,
+    for_gpu,
+    layers_file,
+    trtexec_command,
+    trtexec_text,
+)
 from edgevision.backends.tensorrt.trtexec import run_trtexec
 from edgevision.errors import ArtifactError, EdgevisionError, ExportError, first_line
 from edgevision.io import atomic_path
@@ -40,23 +46,22 @@ def build_with_plan(plan: BuildPlan, builder: str) -> Path:
     from edgevision.backends.tensorrt.metadata import metadata_path
 
     metadata_path(plan.engine).unlink(missing_ok=True)
-    layer_file = layers_path(plan.engine)
+    layer_file = layers_file(plan.engine)
     layer_file.unlink(missing_ok=True)
     plan = _timing_cache_for_this_gpu(plan)
-    if builder == "trtexec":
-        output = run_trtexec(trtexec_command(plan), plan.engine)
-        try:
-            version, gpu = trtexec_environment(output)
-        except ArtifactError:
-            plan.engine.unlink(missing_ok=True)  # no engine without its metadata
-            raise
-    else:
-        from edgevision.backends.tensorrt.runtime import gpu_info, tensorrt_version
+    try:
+        if builder == "trtexec":
+            version, gpu = trtexec_environment(run_trtexec(trtexec_command(plan), plan.engine))
+        else:
+            from edgevision.backends.tensorrt.runtime import gpu_info, tensorrt_version
 
-        _build_python_safely(plan)
-        version, gpu = tensorrt_version(), gpu_info()
-    layers = _layer_precisions(layer_file)
-    write_metadata(plan.engine, engine_metadata(plan, version, gpu, builder, layers))
+            _build_python_safely(plan)
+            version, gpu = tensorrt_version(), gpu_info()
+        layers = _layer_precisions(layer_file)
+        write_metadata(plan.engine, engine_metadata(plan, version, gpu, builder, layers))
+    except BaseException:
+        plan.engine.unlink(missing_ok=True)  # no engine without its metadata
+        raise
     return plan.engine
 
 
@@ -64,7 +69,7 @@ def _timing_cache_for_this_gpu(plan: BuildPlan) -> BuildPlan:
     """The plan with its default timing cache keyed by this machine's GPU (where cuda-python
     can name it: the trtexec builder may run without it, and then keeps one file per
     release)."""
-    if not plan.timing_cache_per_gpu:
+    if plan.default_timing_cache is None:
         return plan
     try:
         from edgevision.backends.tensorrt.runtime import gpu_info
@@ -73,11 +78,6 @@ def _timing_cache_for_this_gpu(plan: BuildPlan) -> BuildPlan:
     except (ImportError, OSError, RuntimeError, EdgevisionError):
         return plan
     return for_gpu(plan, gpu.name, gpu.compute_capability)
-
-
-def layers_path(engine: Path) -> Path:
-    """The engine inspector's per-layer JSON beside the engine: ``<engine>.layers.json``."""
-    return engine.with_name(engine.name + ".layers.json")
 
 
 def _layer_precisions(layer_file: Path) -> dict[str, Any] | None:
@@ -112,34 +112,36 @@ def _build_python(plan: BuildPlan) -> None:
     import tensorrt as trt
 
     from edgevision.backends.tensorrt.api import INSTALLED
-    from edgevision.backends.tensorrt.runtime import init_plugins, inspect_engine
+    from edgevision.backends.tensorrt.runtime import LOGGER, init_plugins, inspect_engine
 
     if INSTALLED.version[:2] != plan.release.version[:2]:
         raise EngineBuildError(f"the build was planned for TensorRT {plan.release.label}, but "
                                f"TensorRT {INSTALLED.label} is installed")
-    logger = trt.Logger(trt.Logger.WARNING)
     init_plugins()
-    builder = trt.Builder(logger)
+    builder = trt.Builder(LOGGER)
     network = builder.create_network(_network_flags(plan))
-    parser = trt.OnnxParser(network, logger)
+    parser = trt.OnnxParser(network, LOGGER)
     if not parser.parse_from_file(str(plan.onnx)):
         raise ExportError(f"TensorRT's ONNX parser rejects {plan.onnx.name}: "
                           f"{_parser_errors(parser)}")
     config = builder.create_builder_config()
     _configure(builder, config, plan)
     cache_file = plan.timing_cache
-    _use_timing_cache(config, cache_file)
+    loaded = _use_timing_cache(config, cache_file)
+    # a cache the user named that TensorRT refused (another GPU or release) is not overwritten
+    save = cache_file is not None and (loaded or plan.default_timing_cache is not None)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineBuildError(f"TensorRT could not build {plan.engine.name} from "
                                f"{plan.onnx.name} (see the TensorRT log above)")
+    information = inspect_engine(serialized, host_code_allowed=plan.version_compatible,
+                                 dla_core=plan.dla_core)
+    with atomic_path(layers_file(plan.engine)) as tmp:
+        tmp.write_text(information, encoding="utf-8")
     with atomic_path(plan.engine) as tmp:
         tmp.write_bytes(bytes(serialized))
-    if cache_file is not None:
+    if save and cache_file is not None:
         _save_timing_cache(config, cache_file)
-    information = inspect_engine(serialized, host_code_allowed=plan.version_compatible)
-    with atomic_path(layers_path(plan.engine)) as tmp:
-        tmp.write_text(information, encoding="utf-8")
 
 
 def _network_flags(plan: BuildPlan) -> int:
@@ -181,29 +183,36 @@ def _configure(builder: trt.Builder, config: trt.IBuilderConfig, plan: BuildPlan
 
 
 def _builder_flags(plan: BuildPlan) -> list[trt.BuilderFlag]:
-    """The ``trt.BuilderFlag`` members of ``plan.flags``."""
+    """The ``trt.BuilderFlag`` members of ``plan.flags`` (named explicitly: no ``getattr``,
+    so each name is type-checked against each release)."""
     import tensorrt as trt
 
-    flags = _weak_precision_flags(plan) if plan.typing == "weak" else []
-    if plan.version_compatible:
-        flags.append(trt.BuilderFlag.VERSION_COMPATIBLE)
-    if plan.dla_core is not None and plan.gpu_fallback:
-        flags.append(trt.BuilderFlag.GPU_FALLBACK)
-    if plan.sparsity:
-        flags.append(trt.BuilderFlag.SPARSE_WEIGHTS)
-    return flags
+    members = {"VERSION_COMPATIBLE": trt.BuilderFlag.VERSION_COMPATIBLE,
+               "GPU_FALLBACK": trt.BuilderFlag.GPU_FALLBACK,
+               "SPARSE_WEIGHTS": trt.BuilderFlag.SPARSE_WEIGHTS,
+               **_weak_typing_flags()}
+    unknown = [flag for flag in plan.flags if flag not in members]
+    if unknown:
+        raise EngineBuildError(f"TensorRT {_installed_label()} has no builder flag "
+                               f"{', '.join(unknown)} (this plan is for {plan.release.label})")
+    return [members[flag] for flag in plan.flags]
 
 
-def _weak_precision_flags(plan: BuildPlan) -> list[trt.BuilderFlag]:
-    """Weak typing (DLA on 10.x): FP16 from the builder flag. TensorRT 11 has no such flag."""
+def _weak_typing_flags() -> dict[str, trt.BuilderFlag]:
+    """The weak-typing precision flag (DLA on 10.x); TensorRT 11 has none."""
     import tensorrt as trt
 
     from edgevision.backends.tensorrt.api import TRT_11_OR_LATER
 
     if TRT_11_OR_LATER:
-        raise EngineBuildError("TensorRT 11 builds strongly typed networks only; this plan "
-                               "asks for builder precision flags")
-    return [trt.BuilderFlag.FP16]
+        return {}
+    return {"FP16": trt.BuilderFlag.FP16}
+
+
+def _installed_label() -> str:
+    from edgevision.backends.tensorrt.api import INSTALLED
+
+    return INSTALLED.label
 
 
 def _set_hardware_compatibility(config: trt.IBuilderConfig, plan: BuildPlan) -> None:
@@ -221,9 +230,12 @@ def _set_hardware_compatibility(config: trt.IBuilderConfig, plan: BuildPlan) -> 
             trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
 
 
-def _use_timing_cache(config: trt.IBuilderConfig, cache_file: Path | None) -> None:
-    """Load the timing cache; one that is unreadable, corrupt, or from another GPU or TensorRT
-    version is replaced by a fresh one (the file is rewritten after the build)."""
+def _use_timing_cache(config: trt.IBuilderConfig, cache_file: Path | None) -> bool:
+    """Load the timing cache; whether it was usable. One that is missing, unreadable, corrupt,
+    or from another GPU or TensorRT release is replaced by a fresh one for this build (a
+    refused file the user named is reported)."""
+    from edgevision.progress import log
+
     data = b""
     if cache_file is not None and cache_file.is_file():
         try:
@@ -231,8 +243,13 @@ def _use_timing_cache(config: trt.IBuilderConfig, cache_file: Path | None) -> No
         except OSError:
             data = b""
     cache = config.create_timing_cache(data) if data else None
-    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
-        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return True
+    if data and cache_file is not None:
+        log(f"[yellow]timing cache {cache_file} is from another GPU or TensorRT release (or "
+            "corrupt): not used, and not overwritten[/yellow]")
+    config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+    return not data
 
 
 def _save_timing_cache(config: trt.IBuilderConfig, cache_file: Path) -> None:
@@ -240,15 +257,20 @@ def _save_timing_cache(config: trt.IBuilderConfig, cache_file: Path) -> None:
     same moment wins and this one's timings are not saved (the next build re-times)."""
     from edgevision.progress import log
 
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
     try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
         lock = RunLock.acquire(cache_file.with_name(cache_file.name + ".lock"))
     except BlockingIOError:
         log(f"timing cache {cache_file} is being written by another build: not updated")
         return
+    except OSError as exc:
+        log(f"[yellow]timing cache {cache_file} not saved: {first_line(exc)}[/yellow]")
+        return
     try:
         with atomic_path(cache_file) as tmp:
             tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+    except OSError as exc:
+        log(f"[yellow]timing cache {cache_file} not saved: {first_line(exc)}[/yellow]")
     finally:
         lock.release()
 
@@ -292,9 +314,9 @@ def engine_metadata(plan: BuildPlan, version: str, gpu: GpuInfo, builder: str,
                           opt_shape=list(plan.profile.opt_shape),
                           max_shape=list(plan.profile.max_shape)),
         output_name=plan.profile.output_name, preprocess=source.get("preprocess", {}),
-        labels=list(source.get("labels", [])), onnx_file=str(plan.onnx),
+        labels=list(source.get("labels", [])), onnx_file=str(plan.onnx.resolve()),
         onnx_sha256=hashlib.sha256(plan.onnx.read_bytes()).hexdigest(),
-        source_onnx=str(plan.source),
+        source_onnx=str(plan.source.resolve()),
         source_sha256=hashlib.sha256(plan.source.read_bytes()).hexdigest(),
         trtexec_command=trtexec_text(plan), built_with="python" if builder == "python"
         else "trtexec", layer_precisions=layers)

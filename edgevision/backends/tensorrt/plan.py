@@ -7,8 +7,8 @@ and calibrators are gone), and NVIDIA deprecated weak typing in 10.12, recommend
 typed networks with explicit quantization on 10.x as well. Building 10.3 and 10.13 engines from
 the same typed graphs gives the same precision per layer on every release (no builder choice
 that differs between a Jetson and a desktop), and it is the mode TensorRT 10 documents for Q/DQ
-graphs. The one exception is DLA on 10.x, which does not take strongly typed networks
-(see ``_typing``): there FP16 comes from the weak-typing builder flag, as NVIDIA documents.
+graphs. The one exception is DLA on 10.x (see ``_typing``): there FP16 comes from the
+weak-typing builder flag, the only DLA path NVIDIA documents for TensorRT 10.
 """
 
 from __future__ import annotations
@@ -74,9 +74,11 @@ class BuildPlan:
     profile: Profile
     workspace_bytes: int
     optimization_level: int
+    #: the timing cache file the build uses: the user's, or the default named for the GPU
     timing_cache: Path | None
-    #: the timing cache is edgevision's default: one file per release and GPU (``for_gpu``)
-    timing_cache_per_gpu: bool
+    #: edgevision's default cache for this release, named per GPU at build time (``for_gpu``);
+    #: None when the user named one
+    default_timing_cache: Path | None
     hardware_compatibility: str
     version_compatible: bool
     dla_core: int | None
@@ -108,7 +110,7 @@ class BuildPlan:
                  "ICudaEngine.create_engine_inspector",
                  "EngineInspector.get_engine_information", "LayerInformationFormat.JSON",
                  "Builder.num_DLA_cores", "IBuilderConfig.profiling_verbosity"]
-        if self.typing == "strong" and self.release.strongly_typed_flag_needed:
+        if self.typing == "strong" and self.release.weak_typing:
             names.append("NetworkDefinitionCreationFlag.STRONGLY_TYPED")
         if not self.tf32:
             names += ["IBuilderConfig.clear_flag", "BuilderFlag.TF32"]
@@ -127,22 +129,31 @@ def for_gpu(plan: BuildPlan, gpu_name: str, compute_capability: tuple[int, int])
     """``plan`` with its default timing cache keyed by the GPU too (``timing-trt10.3.0-orin-
     sm87.cache``): a cache holds one GPU's timings, so each GPU gets its own file. A cache the
     user named is left as it is."""
-    if plan.timing_cache is None or not plan.timing_cache_per_gpu:
+    cache = plan.default_timing_cache
+    if cache is None:
         return plan
     slug = re.sub(r"[^a-z0-9]+", "-", gpu_name.lower()).strip("-") or "gpu"
     sm = "".join(str(v) for v in compute_capability)
-    cache = plan.timing_cache
-    return replace(plan, timing_cache=cache.with_name(f"{cache.stem}-{slug}-sm{sm}{cache.suffix}"),
-                   timing_cache_per_gpu=False)
+    return replace(plan, timing_cache=cache.with_name(f"{cache.stem}-{slug}-sm{sm}{cache.suffix}"))
 
 
 def typed_graph_path(source: Path, engine: Path, transform: GraphTransform) -> Path:
     """The graph TensorRT parses: the source itself, or the typed graph made from it, beside
-    the engine (``model.fp16.engine`` ← ``model.fp16.trt.onnx``)."""
+    the engine (``model.fp16.engine`` ← ``model.fp16.trt.onnx``); never the source's own path
+    (an engine named after its source would otherwise overwrite it)."""
     if transform == "none":
         return source
     stem = engine.name.removesuffix(engine.suffix)
-    return engine.with_name(f"{stem}.trt.onnx")
+    typed = engine.with_name(f"{stem}.trt.onnx")
+    if typed.resolve() == source.resolve():
+        raise EnginePlanError(f"the {transform} graph for {engine.name} would be written over "
+                              f"its source {source.name}: name the engine otherwise (--out)")
+    return typed
+
+
+def layers_file(engine: Path) -> Path:
+    """TensorRT's per-layer JSON beside the engine: ``<engine>.layers.json``."""
+    return engine.with_name(engine.name + ".layers.json")
 
 
 def plan_build(onnx: Path, engine: Path, precision: str, spec: EngineSpec, input_name: str,
@@ -174,15 +185,15 @@ def plan_build(onnx: Path, engine: Path, precision: str, spec: EngineSpec, input
     return BuildPlan(onnx, typed_graph_path(onnx, engine, transform), transform, engine,
                      precision, release, typing, tuple(flags), precision == "tf32", profile,
                      spec.workspace_mb * (1 << 20), spec.optimization_level,
-                     spec.timing_cache or timing_cache,
-                     spec.timing_cache is None and timing_cache is not None,
+                     spec.timing_cache, None if spec.timing_cache else timing_cache,
                      spec.hardware_compatibility,
                      spec.version_compatible, spec.dla_core, spec.gpu_fallback, spec.sparsity)
 
 
 def _typing(spec: EngineSpec, release: TensorRTRelease) -> Typing:
-    """Strong typing, except DLA on 10.x: TensorRT 10's DLA builds take only weakly typed
-    networks (BuilderFlag.FP16); from 11 every network, DLA included, is strongly typed."""
+    """Strong typing, except DLA on 10.x: NVIDIA documents DLA builds on TensorRT 10 with the
+    weak-typing flag (BuilderFlag.FP16, trtexec --fp16) and says nothing of strongly typed DLA
+    there; from 11 every network, DLA included, is strongly typed."""
     if spec.dla_core is not None and release.weak_typing:
         return "weak"
     return "strong"
@@ -203,7 +214,7 @@ def _check_dla(spec: EngineSpec, precision: str, release: TensorRTRelease) -> No
         raise EnginePlanError("DLA runs FP16 or INT8 layers only: use precision fp16 with "
                               "dla_core (or build fp32 for the GPU without dla_core)")
     if precision.startswith("int8"):
-        raise EnginePlanError(_DLA_INT8_REFUSAL[release.weak_typing].format(release.label))
+        raise EnginePlanError(_dla_int8_refusal(release))
     if spec.min_batch != spec.max_batch:  # EngineSpec keeps opt_batch between the two
         raise EnginePlanError(
             f"a DLA engine has one static batch, but the profile is {spec.min_batch}.."
@@ -211,21 +222,19 @@ def _check_dla(spec: EngineSpec, precision: str, release: TensorRTRelease) -> No
             "--min-batch 1 --max-batch 1)")
 
 
-#: why DLA INT8 is refused, for 10.x (weak typing) and 11.x. NVIDIA: TensorRT 10's DLA takes
-#: only implicit quantization (calibrator or per-tensor dynamic ranges; its Q/DQ Translator
-#: strips explicit Q/DQ for it), https://github.com/NVIDIA/Deep-Learning-Accelerator-SW
-#: (tools/qdq-translator); TensorRT 11.4.1's strongly typed DLA compiles the whole DLA region in
-#: INT8 and expects scales on every tensor of it (ModelOpt's DLA Q/DQ placement,
-#: https://github.com/NVIDIA/Model-Optimizer/pull/1661), which the tensorrt target's placement
-#: (inputs of weighted layers and residual adds) does not give.
-_DLA_INT8_REFUSAL = {
-    True: ("INT8 on DLA with TensorRT {} needs implicit quantization (a calibrator), not the "
-           "explicit Q/DQ graph edgevision makes: build fp16 for DLA, or int8 for the GPU "
-           "(without dla_core)"),
-    False: ("INT8 on DLA with TensorRT {} needs Q/DQ scales on every tensor of the DLA region "
-            "(ModelOpt's DLA placement), not the tensorrt target's placement: build fp16 for "
-            "DLA, or int8 for the GPU (without dla_core)"),
-}
+def _dla_int8_refusal(release: TensorRTRelease) -> str:
+    """Why DLA INT8 is refused. NVIDIA: TensorRT 10's DLA takes only implicit quantization
+    (a calibrator or per-tensor dynamic ranges; its Q/DQ Translator strips explicit Q/DQ for it,
+    https://github.com/NVIDIA/Deep-Learning-Accelerator-SW, tools/qdq-translator); TensorRT
+    11.4.1's strongly typed DLA compiles the whole DLA region in INT8 and expects scales on every
+    tensor of it (ModelOpt's DLA Q/DQ placement, https://github.com/NVIDIA/Model-Optimizer/pull/
+    1661), which the tensorrt target's placement (inputs of weighted layers, residual adds)
+    does not give."""
+    need = ("implicit quantization (a calibrator), not the explicit Q/DQ graph edgevision makes"
+            if release.weak_typing else "Q/DQ scales on every tensor of the DLA region "
+            "(ModelOpt's DLA placement), not the tensorrt target's placement")
+    return (f"INT8 on DLA with TensorRT {release.label} needs {need}: build fp16 for DLA, or "
+            "int8 for the GPU (without dla_core)")
 
 
 def _check_hardware(spec: EngineSpec, release: TensorRTRelease) -> None:
@@ -255,12 +264,12 @@ def trtexec_command(plan: BuildPlan) -> list[str]:
                f"--maxShapes={name}:{_dims(plan.profile.max_shape)}",
                f"--memPoolSize=workspace:{plan.workspace_bytes >> 20}",  # MiB
                f"--builderOptimizationLevel={plan.optimization_level}"]
-    if plan.typing == "strong" and plan.release.strongly_typed_flag_needed:
+    if plan.typing == "strong" and plan.release.weak_typing:
         command.append("--stronglyTyped")
     command += [f"--{flag.lower()}" for flag in plan.flags if flag in ("FP16", "INT8")]
     if not plan.tf32:
         command.append("--noTF32")
-    if plan.timing_cache is not None:
+    if plan.timing_cache is not None:  # the default is named per GPU at build time only
         command.append(f"--timingCacheFile={plan.timing_cache}")
     if plan.hardware_compatibility != "none":
         command.append("--hardwareCompatibilityLevel="
@@ -273,8 +282,7 @@ def trtexec_command(plan: BuildPlan) -> list[str]:
             command.append("--allowGPUFallback")
     if plan.sparsity:
         command.append("--sparsity=enable")
-    layers = plan.engine.with_name(plan.engine.name + ".layers.json")
-    command += ["--profilingVerbosity=detailed", f"--exportLayerInfo={layers}"]
+    command += ["--profilingVerbosity=detailed", f"--exportLayerInfo={layers_file(plan.engine)}"]
     return command
 
 

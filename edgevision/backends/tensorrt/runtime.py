@@ -28,10 +28,11 @@ from edgevision.backends.tensorrt.metadata import EngineMetadata, GpuInfo
 from edgevision.errors import ArtifactError
 from edgevision.progress import log
 
-__all__ = ["CudaError", "EngineSession", "gpu_info", "init_plugins", "inspect_engine",
-           "tensorrt_version"]
+__all__ = ["LOGGER", "CudaError", "EngineSession", "gpu_info", "init_plugins",
+           "inspect_engine", "tensorrt_version"]
 
-_LOGGER = trt.Logger(trt.Logger.WARNING)
+#: the one TensorRT logger of the process (builder, parser, runtime, plugins share it)
+LOGGER = trt.Logger(trt.Logger.WARNING)
 
 
 def _require(ok: bool, what: str) -> None:
@@ -49,7 +50,7 @@ def init_plugins() -> None:
     parsing an ONNX graph or deserializing an engine that may use them."""
     # the binding declares a capsule; pybind11 passes any bound object (the Logger) as the
     # void* it takes, as NVIDIA's samples do
-    if not trt.init_libnvinfer_plugins(_LOGGER, ""):  # type: ignore[arg-type]
+    if not trt.init_libnvinfer_plugins(LOGGER, ""):  # type: ignore[arg-type]
         log("[yellow]TensorRT could not register its plugins (libnvinfer_plugin); engines "
             "that use them will not load[/yellow]")
 
@@ -65,14 +66,17 @@ def gpu_info(device: int = 0) -> GpuInfo:
 
 
 def inspect_engine(engine: trt.ICudaEngine | trt.IHostMemory | bytes,
-                   host_code_allowed: bool = False) -> str:
+                   host_code_allowed: bool = False, dla_core: int | None = None) -> str:
     """The engine's layer information as IEngineInspector JSON (per-layer precisions and
     tactics need ``ProfilingVerbosity.DETAILED`` at build): for an engine, or a serialized one
-    (deserialized here; ``host_code_allowed`` for a version-compatible engine)."""
+    (deserialized here; ``host_code_allowed`` for a version-compatible engine, ``dla_core`` for
+    a DLA one)."""
     if not isinstance(engine, trt.ICudaEngine):
         init_plugins()
-        runtime = trt.Runtime(_LOGGER)
+        runtime = trt.Runtime(LOGGER)
         runtime.engine_host_code_allowed = host_code_allowed
+        if dla_core is not None:
+            runtime.DLA_core = dla_core
         deserialized = runtime.deserialize_cuda_engine(bytes(engine))
         _require(deserialized is not None, "deserialize the engine it just built")
         engine = deserialized
@@ -89,7 +93,7 @@ class EngineSession:
 
     def __init__(self, path: Path, metadata: EngineMetadata) -> None:
         init_plugins()
-        runtime = trt.Runtime(_LOGGER)
+        runtime = trt.Runtime(LOGGER)
         if metadata.version_compatible:
             runtime.engine_host_code_allowed = True
         if metadata.dla_core is not None:

@@ -31,9 +31,10 @@ class EngineSpec(Strict):
     optimization_level: int = Field(3, ge=0, le=5, description="builder optimization level "
                                     "(0-5; higher builds slower, may run faster)")
     timing_cache: Path | None = Field(
-        None, description="timing cache file re-used between builds (default: tensorrt/"
-        "timing.cache in the edgevision cache); one from another GPU or TensorRT version is "
-        "replaced")
+        None, description="timing cache file re-used between builds (default: one file per "
+        "TensorRT release and GPU under tensorrt/ in the edgevision cache, replaced when "
+        "TensorRT refuses it); a named file TensorRT refuses (another GPU or release) is not "
+        "used and not overwritten")
     hardware_compatibility: Literal["none", "same_compute_capability", "ampere_plus"] = Field(
         "none", description="none: the GPU model it was built on; same_compute_capability "
         "(TensorRT 10.13+): any GPU of that compute capability; ampere_plus: any Ampere-or-newer "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -43,7 +44,8 @@ class TrtexecSummary:
 
 
 def parse_performance_summary(log: str) -> TrtexecSummary:
-    """Parse the performance summary of a trtexec log (TensorRT 8.6–10 format)."""
+    """Parse the performance summary of a trtexec log (the same format from TensorRT 8.6 to
+    11.x: ``printEpilog`` in trtexec's sampleReporting.cpp)."""
     start = log.find("=== Performance summary ===")
     if start < 0:
         raise EdgevisionError("no '=== Performance summary ===' section in the trtexec output "
@@ -79,6 +81,7 @@ def trtexec_path() -> str:
     return found
 
 
+@functools.cache
 def trtexec_version() -> str | None:
     """The TensorRT version of the trtexec on PATH (its ``[TensorRT v100300]`` banner), or None
     without trtexec."""
@@ -129,14 +132,15 @@ def benchmark_command(engine: Path, input_name: str, shape: tuple[int, ...], ite
                       dla_core: int | None = None, version_compatible: bool = False
                       ) -> list[str]:
     """trtexec timing ``engine`` at ``shape`` exactly ``iterations`` times (``--duration=0``:
-    otherwise trtexec runs for at least 3 s whatever the count), host↔device copies included
-    as in edgevision's own timing (trtexec 11 leaves them out unless told:
-    ``--includeDataTransfers``; 10.x includes them by default)."""
+    otherwise trtexec runs for at least 3 s whatever the count), measured as edgevision times
+    and as trtexec 10.x does by default: host↔device copies included, no CUDA graph, no
+    spin-wait. trtexec 11 changed those defaults (copies off, CUDA graphs and spin-wait on), so
+    11.x is told ``--includeDataTransfers --noCudaGraph --noSpinWait``."""
     dims = "x".join(str(d) for d in shape)
     command = ["trtexec", f"--loadEngine={engine}", f"--shapes={input_name}:{dims}",
                f"--iterations={iterations}", "--duration=0", f"--warmUp={warmup_ms}"]
-    if not release.weak_typing:  # 11.x
-        command.append("--includeDataTransfers")
+    if release.major >= 11:
+        command += ["--includeDataTransfers", "--noCudaGraph", "--noSpinWait"]
     if version_compatible:  # the engine's lean runtime is loaded from the plan
         command.append("--versionCompatible")
     if dla_core is not None:

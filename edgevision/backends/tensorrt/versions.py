@@ -13,7 +13,6 @@ release in CI: ``tests/test_tensorrt_bindings.py``).
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 
@@ -33,7 +32,8 @@ class TensorRTRelease:
     """What one TensorRT release offers the builder (names as in ``tensorrt``'s Python API)."""
 
     version: tuple[int, ...]
-    platform: str
+    #: the devices that have it (for messages)
+    devices: str
 
     @property
     def label(self) -> str:
@@ -44,15 +44,15 @@ class TensorRTRelease:
         return self.version[0], self.version[1] if len(self.version) > 1 else 0
 
     @property
-    def weak_typing(self) -> bool:
-        """BuilderFlag.FP16/INT8 exist (removed in 11.0: strong typing is always on)."""
-        return self.version[0] < 11
+    def major(self) -> int:
+        return self.version[0]
 
     @property
-    def strongly_typed_flag_needed(self) -> bool:
-        """Strong typing must be asked for (NetworkDefinitionCreationFlag.STRONGLY_TYPED); in
-        11.x the flag is deprecated and ignored."""
-        return self.version[0] < 11
+    def weak_typing(self) -> bool:
+        """BuilderFlag.FP16/INT8 exist, so strong typing must be asked for
+        (NetworkDefinitionCreationFlag.STRONGLY_TYPED, trtexec --stronglyTyped); removed in
+        11.0, where every network is strongly typed and the flag is ignored."""
+        return self.major < 11
 
     @property
     def same_compute_capability(self) -> bool:
@@ -91,13 +91,9 @@ def release(version: str) -> TensorRTRelease:
     if named is not None and len(numbers) <= 2:
         return named
     if not OLDEST <= (*numbers, 0)[:2] < FIRST_UNSUPPORTED:
-        close = difflib.get_close_matches(version, SUPPORTED, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise TensorRTVersionError(
-            f"TensorRT {version} is not supported{hint}: edgevision builds for TensorRT 10.3 "
-            f"to 11.x ({', '.join(f'{k} = {v.platform}' for k, v in SUPPORTED.items())})")
-    platform = named.platform if named is not None else "installed"
-    return TensorRTRelease(numbers, platform)
+        raise TensorRTVersionError(f"TensorRT {version} is not supported{_closest(numbers)}: "
+                                   f"edgevision builds for TensorRT 10.3 to 11.x ({_listed()})")
+    return TensorRTRelease(numbers, named.devices if named is not None else "installed")
 
 
 def supported_release(name: str) -> TensorRTRelease:
@@ -106,13 +102,24 @@ def supported_release(name: str) -> TensorRTRelease:
     numbers = parse_version(name)
     key = ".".join(str(v) for v in numbers[:2])
     if key not in SUPPORTED:
-        close = difflib.get_close_matches(name, SUPPORTED, n=1, cutoff=0.5)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise TensorRTVersionError(
-            f"unknown target TensorRT {name}{hint}: choose "
-            f"{', '.join(f'{k} ({v.platform})' for k, v in SUPPORTED.items())}")
+        raise TensorRTVersionError(f"unknown target TensorRT {name}{_closest(numbers)}: choose "
+                                   f"{_listed()}")
     return SUPPORTED[key] if len(numbers) <= 2 else TensorRTRelease(numbers,
-                                                                     SUPPORTED[key].platform)
+                                                                     SUPPORTED[key].devices)
+
+
+def _closest(numbers: tuple[int, ...]) -> str:
+    """`` (did you mean 10.3?)``: the supported release of the same major nearest in minor."""
+    same_major = [r for r in SUPPORTED.values() if r.major == numbers[0]]
+    if not same_major:
+        return ""
+    minor = (*numbers, 0)[1]
+    nearest = min(same_major, key=lambda r: abs(r.major_minor[1] - minor))
+    return f" (did you mean {nearest.major}.{nearest.major_minor[1]}?)"
+
+
+def _listed() -> str:
+    return ", ".join(f"{name} = {r.devices}" for name, r in SUPPORTED.items())
 
 
 def installed_version() -> str | None:
