@@ -97,7 +97,7 @@ class BuildPlan:
     def required_api(self) -> tuple[str, ...]:
         """The TensorRT names (``Class.member``) a Python build of this plan uses; the real
         bindings of each supported release are checked to have them (tests)."""
-        names = ["Logger", "Builder.create_network", "Builder.create_builder_config",
+        names = ["Logger", "Dims", "Builder.create_network", "Builder.create_builder_config",
                  "Builder.create_optimization_profile", "Builder.build_serialized_network",
                  "OnnxParser.parse_from_file", "OnnxParser.num_errors", "OnnxParser.get_error",
                  "init_libnvinfer_plugins", "MemoryPoolType.WORKSPACE",
@@ -121,7 +121,7 @@ class BuildPlan:
                       f"HardwareCompatibilityLevel.{self.hardware_compatibility.upper()}"]
         if self.dla_core is not None:
             names += ["IBuilderConfig.default_device_type", "IBuilderConfig.DLA_core",
-                      "DeviceType.DLA"]
+                      "DeviceType.DLA", "Runtime.DLA_core"]
         return tuple(dict.fromkeys(names))
 
 
