@@ -36,11 +36,11 @@ needs_openvino = pytest.mark.skipif(
     reason=f"{OPENVINO.reason} (scripts/test runs this in .venv-openvino)")
 
 
-def require(path: Path, what: str) -> Path:
+def require(path: Path, what: str, hint: str = "see ../shared/data/README.md") -> Path:
     """Return ``path``; when missing, fail under CI=true, else skip with the reason."""
     if path.exists():
         return path
-    message = f"{what} not found at {path} (see ../shared/data/README.md)"
+    message = f"{what} not found at {path} ({hint})"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI=true and {message}")
     pytest.skip(message)

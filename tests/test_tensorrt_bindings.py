@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from edgevision.backends.tensorrt.versions import SUPPORTED, release
+from tests.conftest import require
 
 REPO = Path(__file__).resolve().parents[1]
 BINDINGS = REPO / ".cache" / "tensorrt"
@@ -72,12 +73,7 @@ RELEASE_FACTS: dict[str, dict[str, bool]] = {
 
 def _require(path: Path, what: str) -> Path:
     """``path``; when missing, fail under CI=true, else skip saying how to make it."""
-    if path.exists():
-        return path
-    message = f"{what} not found in {path.parent} (run scripts/prepare-tensorrt)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and {message}")
-    pytest.skip(message)
+    return require(path, what, "run scripts/prepare-tensorrt")
 
 
 def _prepared(label: str) -> Path:
