@@ -16,6 +16,8 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel], prefix:
     error = next((e for e in errors if e["type"] == "extra_forbidden"),
                  next((e for e in errors if e["type"] == "missing"), errors[0]))
     loc = [str(p) for p in error["loc"]]
+    if prefix == "--":  # command-line options are spelled with hyphens
+        loc = [part.replace("_", "-") for part in loc]
     dotted = prefix + ".".join(loc)
     more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
     if error["type"] == "extra_forbidden":

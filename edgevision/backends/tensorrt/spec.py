@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edgevision.backends.tensorrt.versions import TensorRTVersionError, supported_release
 from edgevision.config import Strict
@@ -55,6 +55,16 @@ class EngineSpec(Strict):
     builder: Literal["python", "trtexec"] = Field(
         "python", description="build with the TensorRT Python API or with trtexec (on PATH)")
 
+    @field_validator("tensorrt_version")
+    @classmethod
+    def _known_release(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                supported_release(value)
+            except TensorRTVersionError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
     @model_validator(mode="after")
     def _profile_order(self) -> EngineSpec:
         opt = self.opt_batch if self.opt_batch is not None else self.max_batch
@@ -63,9 +73,4 @@ class EngineSpec(Strict):
                              f"(got {self.min_batch}, {opt}, {self.max_batch})")
         if not self.precisions or len(set(self.precisions)) != len(self.precisions):
             raise ValueError("engine.precisions must be a non-empty list of distinct values")
-        if self.tensorrt_version is not None:
-            try:
-                supported_release(self.tensorrt_version)
-            except TensorRTVersionError as exc:
-                raise ValueError(str(exc)) from None
         return self

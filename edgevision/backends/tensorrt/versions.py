@@ -62,9 +62,9 @@ class TensorRTRelease:
 
 #: the releases we check against NVIDIA's real bindings, by the name users give them
 SUPPORTED: dict[str, TensorRTRelease] = {
-    "10.3": TensorRTRelease((10, 3, 0), "JetPack 6 (Jetson Orin), CUDA 12.6"),
-    "10.13": TensorRTRelease((10, 13, 3, 9), "JetPack 7.0 (Jetson Thor), CUDA 13"),
-    "11.4": TensorRTRelease((11, 4, 0, 106), "desktop pip (CUDA 13) and JetPack 7.2.2+"),
+    "10.3": TensorRTRelease((10, 3, 0), "JetPack 6 on Jetson Orin"),
+    "10.13": TensorRTRelease((10, 13, 3, 9), "JetPack 7.0 on Jetson Thor"),
+    "11.4": TensorRTRelease((11, 4, 0, 106), "desktops and JetPack 7.2.2+"),
 }
 
 #: the release a build plan targets when neither TensorRT nor a chosen version is at hand
@@ -119,7 +119,7 @@ def _closest(numbers: tuple[int, ...]) -> str:
 
 
 def _listed() -> str:
-    return ", ".join(f"{name} = {r.devices}" for name, r in SUPPORTED.items())
+    return ", ".join(f"{name} ({r.devices})" for name, r in SUPPORTED.items())
 
 
 def installed_version() -> str | None:
