@@ -254,8 +254,8 @@ def readme(metadata: BundleMetadata, has_cpp: bool) -> str:
                            cpp=cpp)
 
 
-ENGINE_STEP = """First build the engine on the device (TensorRT's `trtexec` on PATH, or set `TRTEXEC`;
-an engine runs only on the GPU model and TensorRT release that built it):
+ENGINE_STEP = """First build the engine on the device (TensorRT's `trtexec` on PATH, or set
+`TRTEXEC`; an engine runs only on the GPU model and TensorRT release that built it):
 
 ```bash
 ./build_engine.sh

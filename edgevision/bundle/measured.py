@@ -56,7 +56,7 @@ def _machine(environment: dict[str, Any]) -> Machine:
 
 def _from_benchmark(run: RunDir, report: dict[str, Any], row: dict[str, Any]) -> Measured:
     accuracy = row.get("accuracy") or {}
-    batch1 = next((s for s in row.get("latency") or [] if s.get("batch") == 1), {})
+    batch1: dict[str, Any] = next((s for s in row.get("latency") or [] if s.get("batch") == 1), {})
     where = ("report.json" if read_json(run.path / "report.json") == report
              else "benchmark/report.json")
     return Measured(backend=str(row["backend"]), report=where, created=report.get("created"),

@@ -105,7 +105,7 @@ class BundleMetadata(BaseModel):
 
     # "schema" in JSON; schema_ in Python (BaseModel.schema is a method)
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    schema_: Literal["edgevision.bundle/1"] = Field(BUNDLE_SCHEMA, alias="schema")
+    schema_: Literal["edgevision.bundle/1"] = Field("edgevision.bundle/1", alias="schema")
     name: str
     variant: str
     target: Target

@@ -201,7 +201,8 @@ def _tensorrt(engine: Path, meta: dict[str, Any]) -> Infer:
     def infer(batch: np.ndarray) -> np.ndarray:
         if not context.set_input_shape(name_in, batch.shape):
             raise RunnerError(f"the engine does not take batch shape {batch.shape}")
-        out_shape = tuple(context.get_tensor_shape(name_out))
+        dims = context.get_tensor_shape(name_out)
+        out_shape = tuple(dims[i] for i in range(len(dims)))
         out = np.empty(out_shape, dtype=np.float32)
         d_in = check(cudart.cudaMalloc(batch.nbytes))
         d_out = check(cudart.cudaMalloc(out.nbytes))
@@ -254,7 +255,7 @@ def run(images: list[Path], runs: int, folder: Path = HERE) -> dict[str, Any]:
     infer = open_model(meta, folder)
     results = [{"file": str(path), "top5": top5(infer(batch)[0].astype(np.float64),
                                                 meta["labels"])}
-               for path, batch in zip(images, inputs)]
+               for path, batch in zip(images, inputs, strict=True)]
     return {"images": results, "latency_ms": latency(infer, inputs[0], runs) if runs else None}
 
 
