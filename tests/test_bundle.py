@@ -385,3 +385,27 @@ def test_runner_preprocessing_is_edgevision_bit_for_bit(
     for image in images:
         expected, got = reference(image), runner.preprocess(image, pre)
         assert got.dtype == np.float32 and np.array_equal(got, expected), image.size
+
+
+
+def test_cpp_runner_layout(quickstart_run: Path, tmp_path: Path,
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """templates/cpp/<target>/ becomes cpp/ and templates/cpp/common/ cpp/common/ (stand-in
+    template files here: the C++ runners have tests of their own)."""
+    from edgevision.bundle import make
+
+    templates = tmp_path / "templates"
+    (templates / "cpp" / "openvino").mkdir(parents=True)
+    (templates / "cpp" / "common").mkdir()
+    for name in ("run.py", "README.md"):
+        (templates / name).write_bytes((make.TEMPLATES / name).read_bytes())
+    (templates / "cpp" / "openvino" / "CMakeLists.txt").write_text("project(x)\n")
+    (templates / "cpp" / "common" / "image.hpp").write_text("#pragma once\n")
+    monkeypatch.setattr(make, "TEMPLATES", templates)
+    folder = make_bundle(quickstart_run, tmp_path / "ov", target="openvino").folder
+    assert (folder / "cpp" / "CMakeLists.txt").read_text() == "project(x)\n"
+    assert (folder / "cpp" / "common" / "image.hpp").is_file()
+    assert "cmake -S cpp -B build -DOpenVINO_DIR=" in (folder / "README.md").read_text()
+    ort = make_bundle(quickstart_run, tmp_path / "ort", target="onnxruntime").folder
+    assert not (ort / "cpp").exists()
+    assert "no C++ runner" in (ort / "README.md").read_text()

@@ -75,8 +75,13 @@ def make_bundle(run_dir: Path, out: Path, *, variant: str | None = None,
                           f"{selection.target})")
     archive = out.with_name(out.name + ".tar.gz")
     check_out(out, archive, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial",
+                                     dir=out.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write the bundle {out}: {exc.strerror or first_line(exc)}"
+                          ) from None
     try:
         work.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a bundle is shared
         metadata = fill(work, run, selection, tensorrt_version)
@@ -85,8 +90,6 @@ def make_bundle(run_dir: Path, out: Path, *, variant: str | None = None,
         shutil.rmtree(work, ignore_errors=True)
         raise
     write_archive(out, archive)
-    log(f"bundle of {metadata.variant} for {metadata.target} ({selection.reason}): {out} "
-        f"and {archive.name}")
     return BundleResult(out, archive, metadata, selection.reason)
 
 
@@ -152,7 +155,7 @@ def fill(folder: Path, run: RunDir, selection: Selection,
 
 
 def _name(variant: Variant) -> str:
-    return variant.name if variant.backend is None else f"{variant.name}@{variant.backend}"
+    return variant.row or variant.name
 
 
 def _model_files(run: RunDir, folder: Path, source: Path, engine: str | None = None,
@@ -226,8 +229,9 @@ def copy_cpp(target: Target, cpp: Path) -> None:
     as ``cpp/common/``; nothing when the target has none."""
     runner = TEMPLATES / "cpp" / target
     if not runner.is_dir():
-        log(f"[yellow]no C++ runner for {target} in this edgevision: the bundle has none"
-            "[/yellow]")
+        if target in CPP_SECTIONS:
+            log(f"[yellow]this edgevision has no C++ runner for {target}: the bundle has "
+                "none[/yellow]")
         return
     shutil.copytree(runner, cpp)
     common = TEMPLATES / "cpp" / "common"

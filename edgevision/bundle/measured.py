@@ -68,13 +68,17 @@ def _from_benchmark(run: RunDir, report: dict[str, Any], row: dict[str, Any]) ->
 
 
 def _from_search(run: RunDir, variant: Variant, target: Target) -> Measured | None:
+    """The search's row of this file on the variant's backend, else on another backend that
+    runs ``target``."""
     report = search_report(run)
-    if report is None or BACKEND_TARGETS.get(str(variant.backend)) != target:
+    if report is None:
         return None
-    row = next((r for r in report.get("rows", []) if r.get("artifact") == variant.path
-                and r.get("backend") == variant.backend and not r.get("error")), None)
-    if row is None:
+    rows = [r for r in report.get("rows", []) if r.get("artifact") == variant.path
+            and BACKEND_TARGETS.get(str(r.get("backend"))) == target and not r.get("error")]
+    rows.sort(key=lambda r: r.get("backend") != variant.backend)
+    if not rows:
         return None
+    row = rows[0]
     settings = report.get("settings", {})
     return Measured(backend=str(row["backend"]), report="report.json",
                     created=report.get("created"), top1=row.get("top1"), top5=row.get("top5"),

@@ -32,6 +32,8 @@ class Variant:
     name: str
     path: str
     backend: str | None = None
+    #: the search report's row name (``<level>/<precision>[@<backend>]``), for a search run
+    row: str | None = None
 
     @property
     def is_engine(self) -> bool:
@@ -99,6 +101,7 @@ def find_variant(run: RunDir, files: list[Variant], name: str) -> Variant:
         raise BundleError(f"{run.path} has no variant {name!r} (it has: {names})")
     found = matches[-1]
     report = search_report(run)
+    row: dict[str, Any] | None = None
     if report is not None:  # a search row: its backend (the target's rows carry no @)
         rows = {r.get("name"): r for r in report.get("rows", [])}
         row = rows.get(name)
@@ -106,7 +109,7 @@ def find_variant(run: RunDir, files: list[Variant], name: str) -> Variant:
             raise BundleError(f"the search measured no {name!r} (rows: "
                               f"{', '.join(str(n) for n in rows)})")
         backend = str(row["backend"]) if row else backend
-    return Variant(found.name, found.path, backend or None)
+    return Variant(found.name, found.path, backend or None, name if row is not None else None)
 
 
 def final_variant(files: list[Variant], target: str | None) -> Variant:
