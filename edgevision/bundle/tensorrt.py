@@ -188,12 +188,13 @@ def build_script(command: str, plan: BuildPlan) -> str:
     """``build_engine.sh``: trtexec in the bundle's folder (on PATH, or ``$TRTEXEC``)."""
     return "\n".join([
         "#!/bin/sh",
-        f"# Builds model.engine from model.onnx with TensorRT {plan.release.label} "
-        f"({plan.release.platform}), {plan.precision},",
-        f"# strongly typed ({plan.mode}); batch profile "
-        f"{plan.profile.min_shape[0]}..{plan.profile.max_shape[0]}. Run it on the device: an "
-        "engine runs only on the",
-        "# GPU model and TensorRT release that built it. trtexec: on PATH, or set TRTEXEC.",
+        f"# Builds model.engine from model.onnx: TensorRT {plan.release.label} "
+        f"({plan.release.platform}),",
+        f"# {plan.precision}, {plan.mode}, batch {plan.profile.min_shape[0]}.."
+        f"{plan.profile.max_shape[0]}.",
+        "# Run it on the device: an engine runs only on the GPU model and TensorRT release "
+        "that built it.",
+        "# trtexec: on PATH, or set TRTEXEC=/path/to/trtexec.",
         "set -eu",
         'cd "$(dirname "$0")"',
         f'exec "${{TRTEXEC:-trtexec}}" {shlex.join(shlex.split(command)[1:])}',
