@@ -295,6 +295,39 @@ def _show_report(report: dict[str, Any], as_json: bool) -> None:
 
 @app.command()
 @user_errors
+def bundle(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (compress --out).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write (and "
+                                      "<out>.tar.gz beside it).")],
+    variant: Annotated[str | None, typer.Option(
+        help="The variant to ship (run.json's artifacts, or a search row such as "
+             "0.5/int8@openvino). Default: the search's choice, else the run's final "
+             "variant.")] = None,
+    target: Annotated[str | None, typer.Option(
+        help="openvino, onnxruntime or tensorrt. Default: the runtime the variant was chosen "
+             "or measured on, else onnxruntime.")] = None,
+    tensorrt_version: Annotated[str | None, typer.Option(
+        help="tensorrt: the device's release, for build_engine.sh: 10.3, 10.13 or 11.4 "
+             "(default: the installed one, else 11.4).")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace a bundle already in --out (refused when it holds other "
+                        "files).")] = False,
+) -> None:
+    """Bundle a run's model for a device: the model file for the target, model.json
+    (input, preprocessing, labels, precision, what was measured), labels.txt, a Python runner
+    without torch (run.py), a C++ runner (cpp/) and a README, as a folder and a .tar.gz."""
+    from edgevision.bundle import make_bundle
+
+    result = make_bundle(run_dir, out, variant=variant, target=target,
+                         tensorrt_version=tensorrt_version, force=force)
+    meta = result.metadata
+    console.print(f"bundle: {result.folder} ({meta.variant}, {meta.precision}, for "
+                  f"{meta.target}; {result.reason}); archive: {result.archive}",
+                  highlight=False)
+
+
+@app.command()
+@user_errors
 def validate(recipe: RecipeArg, set_: SetOpt = None) -> None:
     """Validate a recipe (with overrides) and print it fully resolved."""
     from edgevision.recipe import load_recipe, recipe_to_yaml

@@ -28,7 +28,7 @@ def assert_one_line_error(code: int, output: str, fragment: str) -> None:
 
 
 @pytest.mark.parametrize("command", [[], ["compress"], ["train"], ["benchmark"], ["validate"],
-                                     ["list"]])
+                                     ["list"], ["bundle"]])
 def test_help(command: list[str]) -> None:
     code, output = invoke(*command, "--help")
     assert code == 0

@@ -349,3 +349,30 @@ def test_a_batch_1_search_chooses_and_plots(tmp_path: Path, cifar_archive: Path,
     assert result.report["choice"]["chosen"] == min(eligible, key=lambda r: r.p50_ms or 0).name
     assert (tmp_path / "run" / "pareto.png").read_bytes().startswith(b"\x89PNG")
     assert "b1 p50/p99 ms" in (tmp_path / "run" / "summary.md").read_text()
+
+
+def test_bundle_defaults_to_the_chosen_variant(search_run: tuple[Path, Path, dict[str, Any]],
+                                               tmp_path: Path) -> None:
+    """`edgevision bundle` of a search run ships the choice (deploy.onnx's file) for the runtime
+    it was chosen on, with that row's figures."""
+    from edgevision.bundle import make_bundle
+    from edgevision.bundle.source import BACKEND_TARGETS
+
+    run_dir, _, report = search_run
+    choice = SearchReport.from_json(report).choice
+    assert choice.chosen is not None
+    row = next(r for r in rows(report, None) if r.name == choice.chosen)
+    result = make_bundle(run_dir, tmp_path / "bundle")
+    meta = result.metadata
+    assert result.reason == "the search's choice"
+    assert meta.variant == row.name
+    assert meta.target == BACKEND_TARGETS[row.backend]
+    assert (result.folder / "model.onnx").read_bytes() == (run_dir / "deploy.onnx").read_bytes()
+    assert meta.measured is not None
+    assert (meta.measured.backend, meta.measured.top1, meta.measured.p50_ms) == (
+        row.backend, row.top1, row.b1_p50_ms)
+    assert (meta.measured.images, meta.measured.split) == (300, "test")
+    other = make_bundle(run_dir, tmp_path / "base", variant="base/fp32").metadata
+    assert (other.variant, other.target, other.precision) == ("base/fp32",
+                                                              "onnxruntime", "fp32")
+
