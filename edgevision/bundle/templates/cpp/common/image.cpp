@@ -14,6 +14,7 @@
 #ifdef EDGEVISION_HAVE_LIBJPEG
 #include <csetjmp>
 #include <jpeglib.h>
+#include <jerror.h>
 #endif
 
 #define STBI_NO_HDR
@@ -46,6 +47,12 @@ void on_jpeg_error(j_common_ptr cinfo) {
   std::longjmp(error->jump, 1);
 }
 
+// Warnings (corrupt but decodable data) pass silently, as in Pillow, except a truncated file,
+// which Pillow refuses ("image file is truncated") and libjpeg would pad with grey.
+void on_jpeg_message(j_common_ptr cinfo, int level) {
+  if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) on_jpeg_error(cinfo);
+}
+
 // libjpeg's default decoding (ISLOW IDCT, fancy upsampling), output RGB: Pillow's settings.
 Image decode_jpeg(const std::string& path) {
   std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
@@ -54,7 +61,7 @@ Image decode_jpeg(const std::string& path) {
   JpegError error;
   cinfo.err = jpeg_std_error(&error.manager);
   error.manager.error_exit = on_jpeg_error;
-  error.manager.output_message = [](j_common_ptr) {};  // warnings: silent, as in Pillow
+  error.manager.emit_message = on_jpeg_message;
   Image image;
   if (setjmp(error.jump)) {
     jpeg_destroy_decompress(&cinfo);
@@ -113,7 +120,7 @@ Image decode_rgb(const std::string& path) {
   return decode_stb(path);
 }
 
-// Pillow's libImaging/Convert.c rgb2l: L24(rgb) >> 16 with
+// Pillow's libImaging/Convert.c rgb2l (license: LICENSE.pillow): L24(rgb) >> 16 with
 // L24(rgb) = rgb[0] * 19595 + rgb[1] * 38470 + rgb[2] * 7471 + 0x8000 (ITU-R 601-2 luma).
 Image rgb_to_luma(const Image& rgb) {
   Image grey{rgb.width, rgb.height, 1, {}};

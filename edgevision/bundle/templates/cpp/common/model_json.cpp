@@ -46,6 +46,7 @@ std::vector<double> numbers(const json& obj, const std::string& where, const cha
     if (!item.is_number()) throw RunnerError("model.json: " + where + key + " holds a non-number");
     values.push_back(item.get<double>());
   }
+  if (values.size() == 1) values.resize(count, values[0]);  // one value for every channel
   if (values.size() != count) {
     throw RunnerError("model.json: " + where + key + " has " + std::to_string(values.size()) +
                       " values, the model has " + std::to_string(count) + " channels");
