@@ -253,8 +253,9 @@ def test_cifar_inputs_equal_preprocess(openvino_runner: Path, bundles: dict[str,
 @pytest.fixture(scope="session")
 def photos(tmp_path_factory: pytest.TempPathFactory, cifar_images: list[Path]) -> list[Path]:
     """Real images of many shapes: six 224x224 Imagenette photos (JPEG) and its first grey
-    one, non-square crops and a small crop of a photo (PNG), an RGBA and a grey PNG, and two
-    32x32 CIFAR-10 JPEGs (upscaled by a larger resize)."""
+    one, non-square crops (up to 1:3.3, where Pillow 13 resizes vertically first) and a small
+    crop of a photo (PNG), an RGBA and a grey PNG, and two 32x32 CIFAR-10 JPEGs (upscaled by a
+    larger resize)."""
     archive = require(IMAGENETTE_ARCHIVE, "Imagenette-224 archive")
     folder = tmp_path_factory.mktemp("photos")
     colour: list[Path] = []
@@ -274,6 +275,8 @@ def photos(tmp_path_factory: pytest.TempPathFactory, cifar_images: list[Path]) -
     assert grey, "no grey photo in the Imagenette archive"
     photo = read_image(colour[0]).convert("RGB")
     derived = {"wide.png": photo.crop((0, 37, 224, 187)), "tall.png": photo.crop((37, 0, 187, 224)),
+               "taller.png": photo.crop((80, 12, 140, 212)),  # Pillow 13: vertical pass first
+               "wider.png": photo.crop((12, 80, 212, 140)),
                "small.png": photo.crop((10, 20, 30, 48)),
                "rgba.png": read_image(colour[1]).convert("RGBA"),
                "grey.png": read_image(colour[2]).convert("L")}

