@@ -10,6 +10,7 @@ import importlib.util
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -170,6 +171,36 @@ def test_runner_matches_the_backend_on_100_images(
     right = sum(image["top5"][0]["label"] == Path(image["file"]).parent.name
                 for image in result["images"])
     assert right >= 70
+
+
+def test_the_bundles_cpp_runner_builds_and_matches_the_backend(
+        openvino_bundle: Path, test_images: list[Path], tmp_path: Path) -> None:
+    """The bundle's own cpp/ folder, as a user gets it (a copy of the folder), built with CMake
+    against the openvino wheel's C++ SDK and run on the 100 images: the same predictions as
+    the openvino backend and as the bundle's Python runner."""
+    import openvino
+
+    from tests.test_bundle_cpp import _require_build_tools
+
+    _require_build_tools()
+    bundle = tmp_path / "copied"
+    shutil.copytree(openvino_bundle, bundle)
+    build = bundle / "cpp" / "build"
+    for command in (["cmake", "-S", str(bundle / "cpp"), "-B", str(build),
+                     f"-DOpenVINO_DIR={Path(openvino.__file__).parent / 'cmake'}"],
+                    ["cmake", "--build", str(build), "-j", "2"]):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    ran = subprocess.run([str(build / "edgevision-run"), str(bundle / "model.json"),
+                          *map(str, test_images), "--json", "--runs", "5"],
+                         capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads(ran.stdout)
+    meta = json.loads((bundle / "model.json").read_text())
+    assert_same_predictions(result, backend_outputs(OpenVinoBackend, bundle / "model.onnx",
+                                                    test_images), meta["labels"])
+    python = runner_json(bundle, test_images)
+    assert [i["top5"] for i in result["images"]] == [i["top5"] for i in python["images"]]
 
 
 def test_model_json_validates_against_its_schema(openvino_bundle: Path) -> None:
