@@ -321,8 +321,8 @@ def bundle(
     result = make_bundle(run_dir, out, variant=variant, target=target,
                          tensorrt_version=tensorrt_version, force=force)
     meta = result.metadata
-    console.print(f"bundle: {result.folder} ({meta.variant}, {meta.precision}, for "
-                  f"{meta.target}; {result.reason}); archive: {result.archive}",
+    console.print(f"bundle: {result.folder} (variant {meta.variant}, {meta.precision}, for "
+                  f"{meta.target}: {result.reason}); archive: {result.archive}",
                   highlight=False)
 
 

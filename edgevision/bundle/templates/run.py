@@ -276,14 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    for image in result["images"]:
+    for image in result["images"]:  # the C++ runner prints the same lines
         print(image["file"])
-        for entry in image["top5"]:
-            print(f"  {entry['score']:10.4f}  {entry['index']:4d}  {entry['label']}")
+        for rank, entry in enumerate(image["top5"], 1):
+            print(f"  {rank}. {entry['label']:<20} ({entry['index']})  {entry['score']:.6g}")
     if result["latency_ms"]:
         timing = result["latency_ms"]
-        print(f"latency (batch 1, {timing['runs']} runs): p50 {timing['p50']:.3f} ms, "
-              f"p90 {timing['p90']:.3f} ms")
+        print(f"latency: p50 {timing['p50']:.3f} ms, p90 {timing['p90']:.3f} ms ({timing['runs']} "
+              "runs of the first image, batch 1)")
     return 0
 
 
