@@ -12,17 +12,12 @@ from typing import Any
 
 import yaml
 
+from edgevision import engines
 from edgevision.backends.tensorrt.metadata import metadata_path
 from edgevision.backends.tensorrt.metadata import read_metadata as read_engine_metadata
 from edgevision.backends.tensorrt.plan import BuildPlan, trtexec_text, typed_graph_path
 from edgevision.backends.tensorrt.spec import EngineSpec
-from edgevision.backends.tensorrt.versions import (
-    DEFAULT_TARGET,
-    TensorRTRelease,
-    installed_version,
-    release,
-    supported_release,
-)
+from edgevision.backends.tensorrt.versions import TensorRTRelease, release, supported_release
 from edgevision.bundle.source import BundleError, Variant
 from edgevision.engines import SOURCE_GRAPHS, engine_name, plan_for, prepare_graph
 from edgevision.io import write_text_atomic
@@ -108,8 +103,8 @@ def target_release(version: str | None) -> TensorRTRelease:
     """``--tensorrt-version``'s release, else the installed TensorRT's, else 11.4 (no check
     against what is installed: the engine is built on the device)."""
     if version is not None:
-        return supported_release(version)
-    return release(installed_version() or DEFAULT_TARGET)
+        supported_release(version)  # an unknown release: one line, before the spec checks it
+    return engines.target_release(EngineSpec(tensorrt_version=version), for_this_machine=False)
 
 
 def engine_spec(run: RunDir, precision: str) -> EngineSpec:
@@ -174,7 +169,7 @@ def _copy_engine(engine: Path, folder: Path) -> None:
 
 def _finish(folder: Path, plan: BuildPlan, source: Path, *, engine: bool) -> TensorRTFiles:
     local = replace(plan, onnx=Path(GRAPH_FILE), engine=Path(ENGINE_FILE), timing_cache=None,
-                    timing_cache_per_gpu=False)
+                    default_timing_cache=None)
     command = trtexec_text(local)
     script = folder / SCRIPT_FILE
     write_text_atomic(script, build_script(command, plan))
@@ -189,7 +184,7 @@ def build_script(command: str, plan: BuildPlan) -> str:
     return "\n".join([
         "#!/bin/sh",
         f"# Builds model.engine from model.onnx: TensorRT {plan.release.label} "
-        f"({plan.release.platform}),",
+        f"({plan.release.devices}),",
         f"# {plan.precision}, {plan.mode}, batch {plan.profile.min_shape[0]}.."
         f"{plan.profile.max_shape[0]}.",
         "# Run it on the device: an engine runs only on the GPU model and TensorRT release "
