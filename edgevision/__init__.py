@@ -6,7 +6,8 @@ The Python API mirrors the CLI::
     recipe = edgevision.load_recipe("recipes/quickstart.yaml", ["train.epochs=1"])
     result = edgevision.compress(recipe, out=Path("runs/quickstart"))
     report = edgevision.benchmark(result.run_dir)
-    bundle = edgevision.bundle(result.run_dir, Path("bundles/quickstart"), target="openvino")
+    bundle = edgevision.make_bundle(result.run_dir, Path("bundles/quickstart"),
+                                    target="openvino")
 
 Heavy libraries (torch, onnxruntime) are imported only when a function needs them.
 """
@@ -21,7 +22,7 @@ _API = {
     "compress": ("edgevision.pipeline", "compress"),
     "train": ("edgevision.pipeline", "train_only"),
     "benchmark": ("edgevision.pipeline", "benchmark"),
-    "bundle": ("edgevision.bundle", "make_bundle"),
+    "make_bundle": ("edgevision.bundle", "make_bundle"),
     "load_recipe": ("edgevision.recipe", "load_recipe"),
     "list_models": ("edgevision.models.build", "list_models"),
     "build_model": ("edgevision.models.build", "build_model"),

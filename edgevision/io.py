@@ -18,7 +18,8 @@ def _current_umask() -> int:
     return mask
 
 
-_UMASK = _current_umask()
+#: the process umask, read once (reading it means setting it: not thread-safe later)
+UMASK = _current_umask()
 
 
 @contextmanager
@@ -30,7 +31,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

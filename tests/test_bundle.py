@@ -279,6 +279,26 @@ def test_tensorrt_bundle_writes_the_build_script(quickstart_run: Path, tmp_path:
     assert "--stronglyTyped" not in str(eleven.model.build_command).split()  # 11: always
 
 
+def test_build_script_refuses_another_trtexec_release(quickstart_run: Path,
+                                                      tmp_path: Path) -> None:
+    """build_engine.sh runs trtexec only when its banner is the release the command was
+    written for (a stand-in trtexec prints the banner and its arguments: plumbing only)."""
+    folder = make_bundle(quickstart_run, tmp_path / "trt", variant="fp32", target="tensorrt",
+                         tensorrt_version="10.3").folder
+    for banner, status in (("v110400", 2), ("v100300", 0)):
+        fake = tmp_path / f"trtexec-{banner}"
+        fake.write_text(f"#!/bin/sh\necho '&&&& RUNNING TensorRT.trtexec [TensorRT {banner}]'"
+                        '\necho "ARGS $*"\n')
+        fake.chmod(0o755)
+        done = subprocess.run(["sh", str(folder / "build_engine.sh")], capture_output=True,
+                              text=True, env={**os.environ, "TRTEXEC": str(fake)}, timeout=60)
+        assert done.returncode == status, done.stderr
+        if status:
+            assert done.stderr.count("\n") == 1 and "this is for TensorRT 10.3" in done.stderr
+        else:
+            assert "ARGS --onnx=model.onnx --saveEngine=model.engine" in done.stdout
+
+
 def test_tensorrt_bundle_of_cpu_int8_is_refused(quickstart_run: Path, tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="INT8 for the cpu target.*target: tensorrt") as info:
         make_bundle(quickstart_run, tmp_path / "b", target="tensorrt")
@@ -324,6 +344,14 @@ def test_cli_bad_input(quickstart_run: Path, tmp_path: Path) -> None:
                           "not a bundle's (notes.txt)")
     assert (out / "notes.txt").read_text() == "mine"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+    project = tmp_path / "project"  # a user's folder whose names happen to be a bundle's
+    (project / "cpp").mkdir(parents=True)
+    (project / "README.md").write_text("my project")
+    assert_one_line_error(*invoke(quickstart_run, "--out", project, "--force"),
+                          "is not an edgevision bundle")
+    assert (project / "README.md").read_text() == "my project"
+    assert_one_line_error(*invoke(quickstart_run, "--out", "."), "already holds files")
+    assert_one_line_error(*invoke(quickstart_run, "--out", "/"), "name the bundle's own folder")
 
 
 def test_out_that_is_a_file_is_refused(quickstart_run: Path, tmp_path: Path) -> None:
@@ -337,6 +365,7 @@ def test_runner_bad_input(openvino_bundle: Path, test_images: list[Path], photos
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(test_images[0].read_bytes()[:40])
     cases = {  # input → what the one line says
+        str(tmp_path / "missing.jpg"): "no such image file",
         str(tmp_path / "text.jpg"): "cannot decode image",
         str(broken): "cannot decode image",
         str(photos[0]): "image is 224x224 after preprocessing; the model takes 32x32",
@@ -346,6 +375,37 @@ def test_runner_bad_input(openvino_bundle: Path, test_images: list[Path], photos
         result = run_runner(openvino_bundle, test_images[0], image)
         assert result.returncode == 2 and result.stdout == "", result.stderr
         assert result.stderr.count("\n") == 1 and fragment in result.stderr, result.stderr
+
+
+def test_runner_feeds_the_smallest_batch_the_model_takes(openvino_bundle: Path,
+                                                        test_images: list[Path],
+                                                        tmp_path: Path) -> None:
+    """A profile whose smallest batch is 2 (a TensorRT engine built so): the image is
+    repeated to fill it and its scores are the batch-1 ones."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(openvino_bundle, copy)
+    meta = json.loads((copy / "model.json").read_text())
+    meta["input"]["batch"]["min"] = 2
+    (copy / "model.json").write_text(json.dumps(meta))
+    images = test_images[:5]
+    assert runner_json(copy, images, runs=2)["images"] == \
+        runner_json(openvino_bundle, images, runs=2)["images"]
+
+
+def test_runner_refuses_preprocessing_it_does_not_implement(openvino_bundle: Path,
+                                                            test_images: list[Path],
+                                                            tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(openvino_bundle, copy)
+    meta = json.loads((copy / "model.json").read_text())
+    meta["preprocess"]["interpolation"] = "bicubic"
+    (copy / "model.json").write_text(json.dumps(meta))
+    result = run_runner(copy, test_images[0])
+    assert result.returncode == 2 and "interpolation 'bicubic' is not one" in result.stderr
 
 
 def test_runner_bad_bundle(openvino_bundle: Path, test_images: list[Path],
@@ -440,3 +500,11 @@ def test_cpp_runner_layout(quickstart_run: Path, tmp_path: Path,
     ort = make_bundle(quickstart_run, tmp_path / "ort", target="onnxruntime").folder
     assert not (ort / "cpp").exists()
     assert "no C++ runner" in (ort / "README.md").read_text()
+
+
+def test_the_python_api_name_survives_importing_the_package() -> None:
+    import edgevision
+    import edgevision.bundle
+
+    assert edgevision.make_bundle is edgevision.bundle.make_bundle
+    assert callable(edgevision.make_bundle) and callable(edgevision.make_bundle)

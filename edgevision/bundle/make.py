@@ -8,7 +8,7 @@ failure leaves nothing half-written."""
 from __future__ import annotations
 
 import hashlib
-import os
+import json
 import shutil
 import tarfile
 import tempfile
@@ -18,9 +18,12 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+import PIL
+
 from edgevision import __version__
 from edgevision.bundle.measured import measured, runtime_version
 from edgevision.bundle.schema import (
+    BUNDLE_SCHEMA,
     Batch,
     BundleMetadata,
     InputSpec,
@@ -33,7 +36,7 @@ from edgevision.bundle.schema import (
 )
 from edgevision.bundle.source import BundleError, Selection, Variant, select
 from edgevision.errors import OutputError, first_line
-from edgevision.io import atomic_path, write_json_atomic, write_text_atomic
+from edgevision.io import UMASK, atomic_path, write_json_atomic, write_text_atomic
 from edgevision.onnxmeta import load_onnx, read_metadata
 from edgevision.progress import log
 from edgevision.rundir import RunDir
@@ -41,7 +44,8 @@ from edgevision.rundir import RunDir
 TEMPLATES = Path(__file__).parent / "templates"
 #: what a bundle folder holds; ``--force`` replaces a folder holding only these
 OWNED = ("model.json", "model.schema.json", "labels.txt", "model.onnx", "model.engine",
-         "model.engine.json", "build_engine.sh", "run.py", "README.md", "cpp")
+         "model.engine.json", "model.engine.layers.json", "build_engine.sh", "run.py",
+         "README.md", "cpp")
 #: ONNX element types a runner feeds
 _DTYPES = {1: "float32", 10: "float16"}
 #: uint8 → [0, 1]
@@ -73,6 +77,9 @@ def make_bundle(run_dir: Path, out: Path, *, variant: str | None = None,
     if tensorrt_version is not None and selection.target != "tensorrt":
         raise BundleError(f"--tensorrt-version is for --target tensorrt (this bundle is for "
                           f"{selection.target})")
+    out = out.absolute()
+    if not out.name or out.name in (".", ".."):
+        raise OutputError(f"--out {out}: name the bundle's own folder")
     archive = out.with_name(out.name + ".tar.gz")
     check_out(out, archive, force)
     try:
@@ -83,13 +90,14 @@ def make_bundle(run_dir: Path, out: Path, *, variant: str | None = None,
         raise OutputError(f"cannot write the bundle {out}: {exc.strerror or first_line(exc)}"
                           ) from None
     try:
-        work.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a bundle is shared
+        work.chmod(0o777 & ~UMASK)  # mkdtemp makes it private; a bundle is shared
         metadata = fill(work, run, selection, tensorrt_version)
-        publish(work, out)
+        with atomic_path(archive) as tmp:  # written before the folder is published
+            write_archive(work, tmp, out.name)
+            publish(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    write_archive(out, archive)
     return BundleResult(out, archive, metadata, selection.reason)
 
 
@@ -106,8 +114,20 @@ def check_out(out: Path, archive: Path, force: bool) -> None:
     if foreign:
         raise OutputError(f"{out} holds files that are not a bundle's ({', '.join(foreign[:5])})"
                           "; refusing to replace them even with --force")
+    if held and not _is_bundle(out):
+        raise OutputError(f"{out} is not an edgevision bundle (no model.json of schema "
+                          f"{BUNDLE_SCHEMA}); refusing to replace it even with --force")
     if archive.exists() and not archive.is_file():
         raise OutputError(f"{archive} exists and is not a file")
+
+
+def _is_bundle(folder: Path) -> bool:
+    """``folder`` holds a bundle's ``model.json`` (so ``--force`` may replace it)."""
+    try:
+        data = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("schema") == BUNDLE_SCHEMA
 
 
 def fill(folder: Path, run: RunDir, selection: Selection,
@@ -142,7 +162,8 @@ def fill(folder: Path, run: RunDir, selection: Selection,
         preprocess=preprocess_spec(info, source, model_input), labels=labels,
         measured=measured(run, variant, target),
         versions=Versions(edgevision=__version__, onnx_opset=_opset(graph),
-                          runtime=runtime_version(run, target), tensorrt=release),
+                          runtime=runtime_version(run, target), tensorrt=release,
+                          pillow=PIL.__version__),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     write_json_atomic(folder / "model.json", metadata.to_json())
     write_json_atomic(folder / "model.schema.json", json_schema())
@@ -300,17 +321,11 @@ def publish(work: Path, out: Path) -> None:
         shutil.rmtree(old)
 
 
-def write_archive(folder: Path, archive: Path) -> Path:
-    """``folder`` as a .tar.gz whose top-level folder is ``folder``'s name."""
-    with atomic_path(archive) as tmp, tarfile.open(tmp, "w:gz") as tar:
-        tar.add(folder, arcname=folder.name)
+def write_archive(folder: Path, archive: Path, name: str) -> Path:
+    """``folder`` as a .tar.gz whose top-level folder is ``name``."""
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=name)
     return archive
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def sha256(path: Path) -> str:

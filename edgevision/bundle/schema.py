@@ -98,6 +98,8 @@ class Versions(_Strict):
     runtime: str | None = Field(description="the target runtime's version edgevision measured "
                                 "with (None: not measured)")
     tensorrt: str | None = Field(description="tensorrt: the release build_engine.sh is for")
+    pillow: str = Field(description="the Pillow whose decoding and resize the preprocessing "
+                        "is (the C++ runner reproduces Pillow 13's resize)")
 
 
 class BundleMetadata(BaseModel):

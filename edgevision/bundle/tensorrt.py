@@ -17,7 +17,12 @@ from edgevision.backends.tensorrt.metadata import metadata_path
 from edgevision.backends.tensorrt.metadata import read_metadata as read_engine_metadata
 from edgevision.backends.tensorrt.plan import BuildPlan, trtexec_text, typed_graph_path
 from edgevision.backends.tensorrt.spec import EngineSpec
-from edgevision.backends.tensorrt.versions import TensorRTRelease, release, supported_release
+from edgevision.backends.tensorrt.versions import (
+    TensorRTRelease,
+    installed_version,
+    release,
+    supported_release,
+)
 from edgevision.bundle.source import BundleError, Variant
 from edgevision.engines import SOURCE_GRAPHS, engine_name, plan_for, prepare_graph
 from edgevision.io import write_text_atomic
@@ -104,7 +109,12 @@ def target_release(version: str | None) -> TensorRTRelease:
     against what is installed: the engine is built on the device)."""
     if version is not None:
         supported_release(version)  # an unknown release: one line, before the spec checks it
-    return engines.target_release(EngineSpec(tensorrt_version=version), for_this_machine=False)
+    target = engines.target_release(EngineSpec(tensorrt_version=version), for_this_machine=False)
+    if version is None and installed_version() is None:
+        log(f"[yellow]build_engine.sh is for TensorRT {target.label} (no --tensorrt-version, "
+            "no TensorRT here): a Jetson on JetPack 6 needs --tensorrt-version 10.3, JetPack "
+            "7.0 10.13[/yellow]")
+    return target
 
 
 def engine_spec(run: RunDir, precision: str) -> EngineSpec:
@@ -192,5 +202,21 @@ def build_script(command: str, plan: BuildPlan) -> str:
         "# trtexec: on PATH, or set TRTEXEC=/path/to/trtexec.",
         "set -eu",
         'cd "$(dirname "$0")"',
-        f'exec "${{TRTEXEC:-trtexec}}" {shlex.join(shlex.split(command)[1:])}',
+        'trtexec="${TRTEXEC:-trtexec}"',
+        "# the command's options are those of this release's trtexec: refuse another release",
+        'found=$("$trtexec" --help 2>&1 | sed -n \'s/.*\\[TensorRT v\\([0-9]\\{4\\}\\).*/\\1/p\' '
+        "| head -n 1)",
+        f'if [ "$found" != "{_packed(plan.release)}" ]; then',
+        f'  echo "build_engine.sh: this is for TensorRT {plan.release.major_minor[0]}.'
+        f'{plan.release.major_minor[1]}; $trtexec is TensorRT v${{found:-unknown}}'
+        ' (make the bundle again with --tensorrt-version)" >&2',
+        "  exit 2",
+        "fi",
+        f'exec "$trtexec" {shlex.join(shlex.split(command)[1:])}',
         ""])
+
+
+def _packed(target: TensorRTRelease) -> str:
+    """The first four digits of trtexec's banner for ``target``: 10.3 → ``1003``."""
+    major, minor = target.major_minor
+    return f"{major:02d}{minor:02d}"

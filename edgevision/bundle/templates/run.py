@@ -44,15 +44,29 @@ def load_metadata(path: Path) -> dict[str, Any]:
     for key in ("target", "model", "input", "output", "preprocess", "labels"):
         if key not in meta:
             raise RunnerError(f"{path}: {key!r} is missing")
+    pre = meta["preprocess"]
+    for key, known in SUPPORTED.items():
+        if pre.get(key) not in known:
+            raise RunnerError(f"{path}: preprocess {key} {pre.get(key)!r} is not one this "
+                              f"runner implements ({', '.join(known)})")
     return meta
+
+
+#: the preprocessing values this runner implements (others are refused, not guessed)
+SUPPORTED = {"color": ("RGB", "L"), "channel_order": ("RGB", "L"), "layout": ("CHW",),
+             "interpolation": ("bilinear-pillow",)}
 
 
 def read_image(path: Path) -> Image.Image:
     """Decode one image file fully."""
+    if not path.is_file():
+        raise RunnerError(f"no such image file: {path}")
     try:
         with Image.open(path) as image:
             image.load()
             return image
+    except Image.DecompressionBombError as exc:  # Pillow's pixel limit
+        raise RunnerError(f"{path} is too large to decode: {exc}") from None
     except (OSError, ValueError) as exc:  # UnidentifiedImageError, truncated files
         raise RunnerError(f"cannot decode image {path}: {exc}") from None
 
@@ -95,14 +109,26 @@ def preprocess(image: Image.Image, pre: dict[str, Any]) -> np.ndarray:
 
 
 def prepare(path: Path, meta: dict[str, Any]) -> np.ndarray:
-    """One image file as the model's 1xCxHxW input."""
-    chw = preprocess(read_image(path), meta["preprocess"])
+    """One image file as the model's input: NxCxHxW with N the smallest batch the model takes
+    (the image repeated; the first output is the image's)."""
+    try:
+        chw = preprocess(read_image(path), meta["preprocess"])
+    except MemoryError:
+        raise RunnerError(f"{path}: not enough memory to preprocess it") from None
     want = tuple(meta["input"]["shape"][1:])
     if chw.shape != want:
         raise RunnerError(f"{path}: image is {chw.shape[2]}x{chw.shape[1]} after "
                           f"preprocessing; the model takes {want[2]}x{want[1]} (model.json "
                           "preprocess has no resize/crop rule that makes it fit)")
-    return chw[None].astype(meta["input"]["dtype"])
+    return np.repeat(chw[None], smallest_batch(meta), axis=0).astype(meta["input"]["dtype"])
+
+
+def smallest_batch(meta: dict[str, Any]) -> int:
+    """The batch one image runs at: the fixed batch, else the profile's minimum (at least 1)."""
+    fixed = meta["input"]["shape"][0]
+    if isinstance(fixed, int) and fixed > 0:
+        return fixed
+    return max(1, int((meta["input"].get("batch") or {}).get("min") or 1))
 
 
 def open_model(meta: dict[str, Any], folder: Path) -> Infer:
@@ -172,9 +198,13 @@ def _onnxruntime(model: Path, meta: dict[str, Any]) -> Infer:
 
 
 def _tensorrt(engine: Path, meta: dict[str, Any]) -> Infer:
-    """TensorRT: deserialize, bind device buffers, enqueueV3 on a stream (cuda-python).
+    """TensorRT: plugins registered, deserialize, pinned host and device buffers for the
+    profile's largest batch (allocated once, so the timed runs measure copies and compute,
+    not allocation), enqueueV3 on a stream, dtypes from the engine (cuda-python).
     UNVERIFIED here: written against TensorRT 10/11's Python API, never run by edgevision's
-    tests (they have no GPU); the C++ runner is the tested way on a device."""
+    tests (they have no GPU)."""
+    import ctypes
+
     import tensorrt as trt
 
     try:
@@ -188,7 +218,13 @@ def _tensorrt(engine: Path, meta: dict[str, Any]) -> Infer:
             raise RunnerError(f"CUDA error {error}")
         return values[0] if len(values) == 1 else None
 
+    def pinned(count: int, dtype: np.dtype) -> np.ndarray:
+        pointer = check(cudart.cudaMallocHost(count * dtype.itemsize))
+        raw = ctypes.cast(ctypes.c_void_p(int(pointer)), ctypes.POINTER(ctypes.c_ubyte))
+        return np.ctypeslib.as_array(raw, (count * dtype.itemsize,)).view(dtype)
+
     logger = trt.Logger(trt.Logger.WARNING)
+    trt.init_libnvinfer_plugins(logger, "")  # type: ignore[arg-type]
     runtime = trt.Runtime(logger)
     cuda_engine = runtime.deserialize_cuda_engine(engine.read_bytes())
     if cuda_engine is None:
@@ -197,29 +233,36 @@ def _tensorrt(engine: Path, meta: dict[str, Any]) -> Infer:
     context = cuda_engine.create_execution_context()
     stream = check(cudart.cudaStreamCreate())
     name_in, name_out = meta["input"]["name"], meta["output"]["name"]
+    dtype_in = np.dtype(trt.nptype(cuda_engine.get_tensor_dtype(name_in)))
+    dtype_out = np.dtype(trt.nptype(cuda_engine.get_tensor_dtype(name_out)))
+    profile_max = cuda_engine.get_tensor_profile_shape(name_in, 0)[2]
+    largest = tuple(int(profile_max[i]) for i in range(len(profile_max)))
+    if not context.set_input_shape(name_in, largest):
+        raise RunnerError(f"the engine does not take its own largest shape {largest}")
+    out_dims = context.get_tensor_shape(name_out)
+    host_in = pinned(int(np.prod(largest)), dtype_in)
+    host_out = pinned(int(np.prod([out_dims[i] for i in range(len(out_dims))])), dtype_out)
+    d_in = check(cudart.cudaMalloc(host_in.nbytes))
+    d_out = check(cudart.cudaMalloc(host_out.nbytes))
+    context.set_tensor_address(name_in, int(d_in))
+    context.set_tensor_address(name_out, int(d_out))
 
     def infer(batch: np.ndarray) -> np.ndarray:
         if not context.set_input_shape(name_in, batch.shape):
             raise RunnerError(f"the engine does not take batch shape {batch.shape}")
         dims = context.get_tensor_shape(name_out)
         out_shape = tuple(dims[i] for i in range(len(dims)))
-        out = np.empty(out_shape, dtype=np.float32)
-        d_in = check(cudart.cudaMalloc(batch.nbytes))
-        d_out = check(cudart.cudaMalloc(out.nbytes))
-        try:
-            context.set_tensor_address(name_in, int(d_in))
-            context.set_tensor_address(name_out, int(d_out))
-            check(cudart.cudaMemcpyAsync(d_in, batch.ctypes.data, batch.nbytes,
-                                         cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream))
-            if not context.execute_async_v3(int(stream)):
-                raise RunnerError("TensorRT failed to run the engine")
-            check(cudart.cudaMemcpyAsync(out.ctypes.data, d_out, out.nbytes,
-                                         cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream))
-            check(cudart.cudaStreamSynchronize(stream))
-        finally:
-            cudart.cudaFree(d_in)
-            cudart.cudaFree(d_out)
-        return out
+        host = host_in[:batch.size].reshape(batch.shape)
+        host[...] = batch
+        out = host_out[:int(np.prod(out_shape))].reshape(out_shape)
+        check(cudart.cudaMemcpyAsync(d_in, host.ctypes.data, host.nbytes,
+                                     cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream))
+        if not context.execute_async_v3(int(stream)):
+            raise RunnerError("TensorRT failed to run the engine")
+        check(cudart.cudaMemcpyAsync(out.ctypes.data, d_out, out.nbytes,
+                                     cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream))
+        check(cudart.cudaStreamSynchronize(stream))
+        return out.astype(np.float32)
 
     return infer
 
@@ -253,10 +296,16 @@ def run(images: list[Path], runs: int, folder: Path = HERE) -> dict[str, Any]:
     meta = load_metadata(folder / "model.json")
     inputs = [prepare(path, meta) for path in images]  # every image checked before running
     infer = open_model(meta, folder)
-    results = [{"file": str(path), "top5": top5(infer(batch)[0].astype(np.float64),
-                                                meta["labels"])}
-               for path, batch in zip(images, inputs, strict=True)]
-    return {"images": results, "latency_ms": latency(infer, inputs[0], runs) if runs else None}
+    try:
+        results = [{"file": str(path), "top5": top5(infer(batch)[0].astype(np.float64),
+                                                    meta["labels"])}
+                   for path, batch in zip(images, inputs, strict=True)]
+        timing = latency(infer, inputs[0], runs) if runs else None
+    except RunnerError:
+        raise
+    except Exception as exc:  # the runtime's own error types
+        raise RunnerError(f"the {meta['target']} runtime failed: {first_line(exc)}") from None
+    return {"images": results, "latency_ms": timing}
 
 
 def main(argv: list[str] | None = None) -> int:
