@@ -36,13 +36,19 @@ class Logger : public nvinfer1::ILogger {
   }
 };
 
-// cudaMallocHost / cudaMalloc buffers, freed with their owner.
+// cudaMallocHost / cudaMalloc buffers, freed with their owner; not copyable (one owner).
 struct HostBuffer {
   void* data = nullptr;
+  HostBuffer() = default;
+  HostBuffer(const HostBuffer&) = delete;
+  HostBuffer& operator=(const HostBuffer&) = delete;
   ~HostBuffer() { if (data) cudaFreeHost(data); }
 };
 struct DeviceBuffer {
   void* data = nullptr;
+  DeviceBuffer() = default;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   ~DeviceBuffer() { if (data) cudaFree(data); }
 };
 
