@@ -22,7 +22,8 @@
 
 #define STBI_ONLY_PNG
 #define STBI_NO_STDIO
-#define STBI_MAX_DIMENSIONS 178956970  // a side may be as long as kMaxImagePixels allows (stb: 2^24)
+// A side may be as long as kMaxImagePixels allows (stb_image alone: 2^24).
+#define STBI_MAX_DIMENSIONS 178956970
 #define STB_IMAGE_IMPLEMENTATION
 #include <stb/stb_image.h>
 

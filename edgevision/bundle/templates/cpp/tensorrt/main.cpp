@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <type_traits>
 
 #include "runner.hpp"
 
@@ -51,6 +52,9 @@ struct DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   ~DeviceBuffer() { if (data) cudaFree(data); }
 };
+static_assert(!std::is_copy_constructible_v<HostBuffer> && !std::is_copy_assignable_v<HostBuffer>);
+static_assert(!std::is_copy_constructible_v<DeviceBuffer> &&
+              !std::is_copy_assignable_v<DeviceBuffer>);
 
 size_t element_size(nvinfer1::DataType type, const std::string& tensor) {
   switch (type) {
