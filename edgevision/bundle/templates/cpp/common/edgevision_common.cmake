@@ -3,8 +3,10 @@
 #
 # Dependencies (Debian/Ubuntu packages):
 #   nlohmann-json3-dev  JSON           (find_package(nlohmann_json 3))
-#   libstb-dev          stb_image.h    (PNG, BMP, ... decoding; <stb/stb_image.h>)
+#   libstb-dev          stb_image.h    (PNG decoding; <stb/stb_image.h>)
 #   libjpeg-dev         libjpeg-turbo  (JPEG decoding identical to Pillow's)
+#   zlib1g-dev          zlib           (crc32: PNG chunk checksums)
+# Images are PNG or JPEG; other formats are refused.
 set(EDGEVISION_COMMON_DIR "${CMAKE_CURRENT_LIST_DIR}")
 
 find_package(nlohmann_json 3 QUIET)
@@ -21,9 +23,13 @@ endif()
 
 find_package(JPEG)
 if(NOT JPEG_FOUND)
-  message(WARNING "libjpeg not found: JPEG images are decoded by stb_image, whose pixels differ "
-                  "from Pillow's (libjpeg's) by up to a few levels, so predictions may differ "
-                  "slightly from edgevision's. apt-get install libjpeg-dev for identical ones.")
+  message(FATAL_ERROR "libjpeg not found: apt-get install libjpeg-dev (JPEG images are decoded "
+                      "by libjpeg-turbo, as Pillow decodes them)")
+endif()
+
+find_package(ZLIB)
+if(NOT ZLIB_FOUND)
+  message(FATAL_ERROR "zlib not found: apt-get install zlib1g-dev (PNG chunk checksums)")
 endif()
 
 add_library(edgevision_common STATIC
@@ -35,11 +41,8 @@ add_library(edgevision_common STATIC
 target_compile_features(edgevision_common PUBLIC cxx_std_17)
 target_include_directories(edgevision_common PUBLIC "${EDGEVISION_COMMON_DIR}")
 target_include_directories(edgevision_common SYSTEM PRIVATE "${STB_INCLUDE_DIR}")
-target_link_libraries(edgevision_common PRIVATE nlohmann_json::nlohmann_json)
-if(JPEG_FOUND)
-  target_compile_definitions(edgevision_common PRIVATE EDGEVISION_HAVE_LIBJPEG)
-  target_link_libraries(edgevision_common PRIVATE JPEG::JPEG)
-endif()
+target_link_libraries(edgevision_common PRIVATE nlohmann_json::nlohmann_json JPEG::JPEG
+                      ZLIB::ZLIB)
 if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
   # No fused multiply-add contraction (the default on ARM64): the resize coefficients are
   # computed in double exactly as Pillow's C code computes them.

@@ -111,6 +111,22 @@ std::vector<int64_t> read_shape(const json& input) {
   return dims;
 }
 
+// input.batch.min (absent or null: 1): the smallest batch a dynamic-batch model takes.
+int read_batch_min(const json& input) {
+  if (!input.contains("batch") || input.at("batch").is_null()) return 1;
+  const json& batch = field(input, "input.", "batch", json::value_t::object);
+  if (!batch.contains("min") || batch.at("min").is_null()) return 1;
+  int64_t min = field(batch, "input.batch.", "min", json::value_t::number_integer).get<int64_t>();
+  const json max = batch.value("max", json());
+  constexpr int64_t kLargest = 1 << 16;  // more copies of one image is a mistake
+  if (min < 0 || min > kLargest || (max.is_number_integer() && max.get<int64_t>() < min)) {
+    throw RunnerError("model.json: input.batch.min " + std::to_string(min) +
+                      " is not a batch size from 0 to input.batch.max (and " +
+                      std::to_string(kLargest) + ")");
+  }
+  return static_cast<int>(min);
+}
+
 json parse_file(const std::filesystem::path& path) {
   std::ifstream in(path);
   if (!in) throw RunnerError(path.string() + ": cannot read model.json (no such file?)");
@@ -148,6 +164,7 @@ ModelInfo load_model_info(const std::filesystem::path& model_json) {
   std::string layout = input.value("layout", std::string("NCHW"));
   if (layout != "NCHW") throw RunnerError("model.json: input.layout " + layout + " is not NCHW");
   info.input_shape = read_shape(input);
+  info.batch_min = read_batch_min(input);
 
   const json& output = field(doc, "", "output", json::value_t::object);
   info.output_name = output.value("name", std::string());

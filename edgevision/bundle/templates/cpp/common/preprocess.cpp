@@ -1,6 +1,7 @@
 // The contract's preprocessing (edgevision.data.preprocess.Preprocess), step by step.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "runner.hpp"
 
@@ -8,12 +9,22 @@ namespace edgevision {
 namespace {
 
 // Preprocess._resize_shorter: the shorter side to `size`, sizes rounded as Python's round()
-// (half to even: std::nearbyint in the default rounding mode).
+// (half to even: std::nearbyint in the default rounding mode), computed in double and refused
+// above kMaxImagePixels before they become ints (a 1x10^7 image resized to 224 would be
+// 224x2.24e9).
 Image resize_shorter(const Image& image, int size) {
   double scale = static_cast<double>(size) / std::min(image.width, image.height);
-  int width = std::max(size, static_cast<int>(std::nearbyint(image.width * scale)));
-  int height = std::max(size, static_cast<int>(std::nearbyint(image.height * scale)));
-  return resize_bilinear(image, width, height);  // unchanged size: the image itself
+  double width = std::max<double>(size, std::nearbyint(image.width * scale));
+  double height = std::max<double>(size, std::nearbyint(image.height * scale));
+  if (width * height > static_cast<double>(kMaxImagePixels)) {
+    char size_text[64];
+    std::snprintf(size_text, sizeof size_text, "%.0fx%.0f", width, height);
+    throw RunnerError("resizing the " + std::to_string(image.width) + "x" +
+                      std::to_string(image.height) + " image gives " + size_text +
+                      ", more than " + std::to_string(kMaxImagePixels) + " pixels");
+  }
+  // an unchanged size gives the image itself
+  return resize_bilinear(image, static_cast<int>(width), static_cast<int>(height));
 }
 
 // Preprocess._center_crop.

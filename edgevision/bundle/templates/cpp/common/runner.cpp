@@ -41,7 +41,7 @@ Options parse_args(int argc, char** argv) {
     if (arg == "--json") {
       options.json = true;
     } else if (arg == "--runs") {
-      options.runs = parse_count(arg, value(), 1);
+      options.runs = parse_count(arg, value(), 0);
     } else if (arg == "--threads") {
       options.threads = parse_count(arg, value(), 1);
     } else if (arg == "--dump-input") {
@@ -88,7 +88,8 @@ double percentile(std::vector<double> values, double q) {
   return values[low] + (values[high] - values[low]) * (rank - low);
 }
 
-// Milliseconds per inference of `input`, `runs` times after `warmup` untimed runs.
+// Milliseconds per inference of `input` (at ModelInfo::batch()), `runs` times after `warmup`
+// untimed runs.
 std::vector<double> time_runs(Session& session, const std::vector<float>& input,
                               const Options& options) {
   for (int i = 0; i < options.warmup; ++i) session.infer(input.data());
@@ -111,6 +112,7 @@ void dump_inputs(const std::vector<std::vector<float>>& inputs, const std::strin
   if (!out) throw RunnerError(path + ": cannot write the preprocessed inputs");
 }
 
+// `latency` is null when nothing was timed (--runs 0).
 void print_json(const std::vector<std::string>& files,
                 const std::vector<std::vector<Ranked>>& results,
                 const std::vector<double>& times) {
@@ -122,14 +124,18 @@ void print_json(const std::vector<std::string>& files,
     }
     images.push_back({{"file", files[i]}, {"top5", top}});
   }
-  nlohmann::json latency = {{"p50", percentile(times, 50)}, {"p90", percentile(times, 90)},
-                            {"runs", times.size()}};
+  nlohmann::json latency;  // null
+  if (!times.empty()) {
+    latency = {{"p50", percentile(times, 50)}, {"p90", percentile(times, 90)},
+               {"runs", times.size()}};
+  }
   std::cout << nlohmann::json{{"images", images}, {"latency_ms", latency}}.dump() << "\n";
 }
 
+// No latency line when nothing was timed (--runs 0).
 void print_text(const std::vector<std::string>& files,
                 const std::vector<std::vector<Ranked>>& results,
-                const std::vector<double>& times) {
+                const std::vector<double>& times, int batch) {
   for (size_t i = 0; i < files.size(); ++i) {
     std::printf("%s\n", files[i].c_str());
     for (size_t r = 0; r < results[i].size(); ++r) {
@@ -138,8 +144,9 @@ void print_text(const std::vector<std::string>& files,
                   ranked.score);
     }
   }
-  std::printf("latency: p50 %.3f ms, p90 %.3f ms (%zu runs of the first image, batch 1)\n",
-              percentile(times, 50), percentile(times, 90), times.size());
+  if (times.empty()) return;
+  std::printf("latency: p50 %.3f ms, p90 %.3f ms (%zu runs of the first image, batch %d)\n",
+              percentile(times, 50), percentile(times, 90), times.size(), batch);
 }
 
 int run(int argc, char** argv, const SessionFactory& factory) {
@@ -162,11 +169,12 @@ int run(int argc, char** argv, const SessionFactory& factory) {
     }
     results.push_back(top5(scores, info));
   }
-  std::vector<double> times = time_runs(*session, inputs.front(), options);
+  std::vector<double> times;
+  if (options.runs > 0) times = time_runs(*session, inputs.front(), options);
   if (options.json) {
     print_json(options.images, results, times);
   } else {
-    print_text(options.images, results, times);
+    print_text(options.images, results, times, info.batch());
   }
   return 0;
 }

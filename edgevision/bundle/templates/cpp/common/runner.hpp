@@ -5,6 +5,7 @@
 // edgevision.data.preprocess.Preprocess does it, top-5, latency, errors -- lives here.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -21,6 +22,11 @@ class RunnerError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// The most pixels an image may have, decoded or resized: twice Pillow's Image.MAX_IMAGE_PIXELS
+// (89,478,485), above which Pillow raises DecompressionBombError. Images are refused from their
+// header, before decoding; a resize to more is refused before allocating.
+constexpr uint64_t kMaxImagePixels = 2 * 89478485ull;
 
 // model.json's "preprocess" section (schema edgevision.bundle/1).
 struct Preprocess {
@@ -40,6 +46,7 @@ struct ModelInfo {
   std::string input_name;
   std::string input_dtype;
   std::vector<int64_t> input_shape;   // NCHW; -1 for a dynamic batch
+  int batch_min = 1;                  // input.batch.min (the engine profile's smallest batch)
   std::string output_name;
   int classes = 0;
   Preprocess preprocess;
@@ -48,8 +55,11 @@ struct ModelInfo {
   int channels() const { return static_cast<int>(input_shape[1]); }
   int height() const { return static_cast<int>(input_shape[2]); }
   int width() const { return static_cast<int>(input_shape[3]); }
-  // The batch the runner feeds: the model's fixed batch, or 1 when it is dynamic.
-  int batch() const { return input_shape[0] > 0 ? static_cast<int>(input_shape[0]) : 1; }
+  // The batch the runner feeds (copies of one image): the model's fixed batch, else the
+  // smallest it takes, max(1, input.batch.min).
+  int batch() const {
+    return input_shape[0] > 0 ? static_cast<int>(input_shape[0]) : std::max(1, batch_min);
+  }
   size_t image_floats() const { return static_cast<size_t>(channels()) * height() * width(); }
 };
 
@@ -64,7 +74,7 @@ struct Image {
 struct Options {
   std::filesystem::path model_json;
   std::vector<std::string> images;
-  int runs = 20;
+  int runs = 20;  // 0: no timing
   int warmup = 3;
   int threads = 0;  // 0: the runtime's default
   bool json = false;

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <type_traits>
 
 #include "runner.hpp"
 
@@ -36,15 +37,24 @@ class Logger : public nvinfer1::ILogger {
   }
 };
 
-// cudaMallocHost / cudaMalloc buffers, freed with their owner.
+// cudaMallocHost / cudaMalloc buffers, freed with their owner; not copyable (one owner).
 struct HostBuffer {
   void* data = nullptr;
+  HostBuffer() = default;
+  HostBuffer(const HostBuffer&) = delete;
+  HostBuffer& operator=(const HostBuffer&) = delete;
   ~HostBuffer() { if (data) cudaFreeHost(data); }
 };
 struct DeviceBuffer {
   void* data = nullptr;
+  DeviceBuffer() = default;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   ~DeviceBuffer() { if (data) cudaFree(data); }
 };
+static_assert(!std::is_copy_constructible_v<HostBuffer> && !std::is_copy_assignable_v<HostBuffer>);
+static_assert(!std::is_copy_constructible_v<DeviceBuffer> &&
+              !std::is_copy_assignable_v<DeviceBuffer>);
 
 size_t element_size(nvinfer1::DataType type, const std::string& tensor) {
   switch (type) {
