@@ -287,7 +287,10 @@ ENGINE_STEP = """First build the engine on the device (TensorRT's `trtexec` on P
 ```
 
 """
-CPP_BUILD = """```bash
+CPP_BUILD = """Needs CMake, a C++17 compiler and `apt-get install nlohmann-json3-dev libstb-dev
+libjpeg-dev zlib1g-dev` (Debian, Ubuntu, JetPack). It reads PNG and JPEG images.
+
+```bash
 cmake -S cpp -B build {options}
 cmake --build build
 build/edgevision-run model.json image.jpg

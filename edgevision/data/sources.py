@@ -53,7 +53,7 @@ def read_image(path: Path) -> Image.Image:
         with Image.open(path) as image:
             image.load()
             return image
-    except OSError as exc:
+    except (OSError, Image.DecompressionBombError) as exc:  # the latter: Pillow's pixel limit
         raise DataError(f"cannot read image {path}: {exc}") from None
 
 

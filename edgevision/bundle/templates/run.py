@@ -288,7 +288,7 @@ def latency(infer: Infer, batch: np.ndarray, runs: int) -> dict[str, Any]:
         infer(batch)
         times.append((time.perf_counter() - start) * 1000.0)
     p50, p90 = np.percentile(times, [50, 90])
-    return {"p50": float(p50), "p90": float(p90), "runs": runs}
+    return {"p50": float(p50), "p90": float(p90), "runs": runs, "batch": int(batch.shape[0])}
 
 
 def run(images: list[Path], runs: int, folder: Path = HERE) -> dict[str, Any]:
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     if result["latency_ms"]:
         timing = result["latency_ms"]
         print(f"latency: p50 {timing['p50']:.3f} ms, p90 {timing['p90']:.3f} ms ({timing['runs']} "
-              "runs of the first image, batch 1)")
+              f"runs of the first image, batch {timing['batch']})")
     return 0
 
 

@@ -115,7 +115,7 @@ void dump_inputs(const std::vector<std::vector<float>>& inputs, const std::strin
 // `latency` is null when nothing was timed (--runs 0).
 void print_json(const std::vector<std::string>& files,
                 const std::vector<std::vector<Ranked>>& results,
-                const std::vector<double>& times) {
+                const std::vector<double>& times, int batch) {
   nlohmann::json images = nlohmann::json::array();
   for (size_t i = 0; i < files.size(); ++i) {
     nlohmann::json top = nlohmann::json::array();
@@ -127,7 +127,7 @@ void print_json(const std::vector<std::string>& files,
   nlohmann::json latency;  // null
   if (!times.empty()) {
     latency = {{"p50", percentile(times, 50)}, {"p90", percentile(times, 90)},
-               {"runs", times.size()}};
+               {"runs", times.size()}, {"batch", batch}};
   }
   std::cout << nlohmann::json{{"images", images}, {"latency_ms", latency}}.dump() << "\n";
 }
@@ -172,7 +172,7 @@ int run(int argc, char** argv, const SessionFactory& factory) {
   std::vector<double> times;
   if (options.runs > 0) times = time_runs(*session, inputs.front(), options);
   if (options.json) {
-    print_json(options.images, results, times);
+    print_json(options.images, results, times, info.batch());
   } else {
     print_text(options.images, results, times, info.batch());
   }
