@@ -31,9 +31,12 @@ class DataSpec(Strict):
                                "the center crop to image_size (ImageNet style: 256 then 224)")
     mean: list[float] = Field(default_factory=lambda: [0.485, 0.456, 0.406], description="per-"
                               "channel mean subtracted after scaling to [0, 1] (1 or channels "
-                              "values)")
+                              "values); omitted: the model's own (efficientnet_lite*: 127/255), "
+                              "else torchvision's ImageNet mean")
     std: list[float] = Field(default_factory=lambda: [0.229, 0.224, 0.225], description="per-"
-                             "channel standard deviation divided by (1 or channels values)")
+                             "channel standard deviation divided by (1 or channels values); "
+                             "omitted: the model's own (efficientnet_lite*: 128/255), else "
+                             "torchvision's ImageNet std")
     channels: Literal[1, 3] = Field(3, description="model input channels; grey images are "
                                     "repeated to 3 channels when 3")
     augment: Literal["none", "flip", "cifar", "imagenet"] = Field(

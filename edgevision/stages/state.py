@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgevision.data import Dataset, EvalSet
+from edgevision.models.native import native_input
 from edgevision.progress import log
 from edgevision.recipe import Recipe
 from edgevision.rundir import RunDir
@@ -68,11 +69,16 @@ class PipelineState:
 
 
 def model_info(state: PipelineState) -> dict[str, Any]:
-    """What travels with every artifact: name, classes, input shape, preprocessing, labels."""
-    return {"name": state.model.name, "num_classes": len(state.dataset.classes),
+    """What travels with every artifact: name, classes, input shape, preprocessing, labels,
+    and the model's native input size where it has one (the input may differ from it)."""
+    info = {"name": state.model.name, "num_classes": len(state.dataset.classes),
             "input_shape": list(state.eval_set.sample_shape()),
             "preprocess": state.dataset.preprocess.to_dict(), "labels": state.dataset.classes,
             "recipe": state.recipe.name}
+    native = native_input(state.model.name)
+    if native is not None:
+        info["native_image_size"] = native.image_size
+    return info
 
 
 def _models_to_export(state: PipelineState) -> list[tuple[str, nn.Module, str]]:
