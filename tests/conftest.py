@@ -18,6 +18,11 @@ SHARED_DATA = Path(os.environ.get("EDGEVISION_SHARED_DATA", REPO.parent / "share
 CIFAR_ARCHIVE = SHARED_DATA / "cifar10-jpeg.tar.gz"
 RESNET20 = SHARED_DATA / "weights" / "cifar10_resnet20-12fca82f.th"
 RESNET56 = SHARED_DATA / "weights" / "cifar10_resnet56-4bfd9763.th"
+IMAGENETTE_ARCHIVE = SHARED_DATA / "imagenette-224.tar.gz"
+#: imagenette's class folders (sorted wnids) → their ImageNet-1k indices (data README)
+IMAGENETTE_IMAGENET_INDEX = {
+    "n01440764": 0, "n02102040": 217, "n02979186": 482, "n03000684": 491, "n03028079": 497,
+    "n03394916": 566, "n03417042": 569, "n03425413": 571, "n03445777": 574, "n03888257": 701}
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -58,6 +63,54 @@ def cifar_root(cifar_archive: Path) -> Path:
     from edgevision.data.sources import find_split_dir, prepare_root
 
     return find_split_dir(prepare_root(cifar_archive), "test").parent
+
+
+@pytest.fixture(scope="session")
+def imagenette_archive() -> Path:
+    """The imagenette-224 archive (ten ImageNet classes, 224x224 photos, ImageFolder inside)."""
+    return require(IMAGENETTE_ARCHIVE, "imagenette-224 archive")
+
+
+def imagenette_sample(archive: Path, split: str, per_class: int) -> Path:
+    """An ImageFolder root holding ``split/<wnid>/`` with the first ``per_class`` photos of each
+    class (archive order) of imagenette-224: extracted once into edgevision's cache, not the
+    whole 132 MB archive."""
+    import shutil
+    import tarfile
+    import tempfile
+
+    from edgevision.data.sources import cache_dir
+
+    target = (cache_dir() / "datasets" /
+              f"imagenette-224-{split}-{per_class}-{archive.stat().st_size}")
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".imagenette.", dir=target.parent))
+    taken: dict[str, int] = {}
+    try:
+        with tarfile.open(archive) as tar:
+            for member in tar:
+                parts = Path(member.name).parts  # imagenette-224/<split>/<wnid>/<file>
+                if not member.isfile() or len(parts) != 4 or parts[1] != split:
+                    continue
+                if taken.get(parts[2], 0) < per_class:
+                    taken[parts[2]] = taken.get(parts[2], 0) + 1
+                    member.name = "/".join(parts[1:])
+                    tar.extract(member, staging, filter="data")
+        os.replace(staging, target)
+    except OSError:
+        if not target.is_dir():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+@pytest.fixture(scope="session")
+def imagenette_val_sample(imagenette_archive: Path) -> Path:
+    """Ten imagenette-224 val photos per class (100), as ``<root>/val/<wnid>/*.JPEG``."""
+    return imagenette_sample(imagenette_archive, "val", 10)
 
 
 @pytest.fixture(scope="session")
