@@ -237,3 +237,10 @@ def test_input_size_other_than_native_runs_and_metadata_records_it(
     assert meta["input_shape"] == [3, 160, 160] and meta["native_image_size"] == 224
     assert meta["preprocess"]["image_size"] == 160
     assert meta["preprocess"]["mean"] == [TF_MEAN] * 3 and meta["preprocess"]["std"] == [TF_STD] * 3
+
+
+def test_recipe_normalisation_leaves_a_shared_data_spec_alone() -> None:
+    data = DataSpec(root=Path("imagenette"))
+    recipe = Recipe(name="r", model=ModelSpec(name="efficientnet_lite0", num_classes=10),
+                    data=data)
+    assert recipe.data.mean == [TF_MEAN] * 3 and data.mean == [0.485, 0.456, 0.406]

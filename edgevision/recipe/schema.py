@@ -64,13 +64,15 @@ class Recipe(Strict):
         """A data section without mean/std gets the model's own (EfficientNet-Lite:
         TensorFlow's 127/255 and 128/255); other models keep torchvision's ImageNet values."""
         native = native_input(self.model.name)
-        if native is not None:
-            given = self.data.model_fields_set
-            channels = self.data.channels
-            if "mean" not in given:
-                self.data.mean = [native.mean] * channels
-            if "std" not in given:
-                self.data.std = [native.std] * channels
+        if native is None:
+            return self
+        own = {"mean": [native.mean] * self.data.channels,
+               "std": [native.std] * self.data.channels}
+        missing = {key: value for key, value in own.items()
+                   if key not in self.data.model_fields_set}
+        if missing:  # a copy: the DataSpec given may be shared
+            self.data = DataSpec.model_validate({**self.data.model_dump(exclude_unset=True),
+                                                 **missing})
         return self
 
     @model_validator(mode="after")
