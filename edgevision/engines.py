@@ -133,7 +133,7 @@ def _check_source_graph(onnx: Path, precision: str, quantization: dict[str, Any]
             f"{target or 'none (not quantized)'}")
     if not precision.startswith("int8") and target is not None:
         raise EdgevisionError(
-            f"{onnx}: a {precision} engine is built from the FP32 graph (model.onnx), not from "
+            f"{onnx}: the {precision} engine is built from the FP32 graph (model.onnx), not from "
             f"a graph quantized for {target}; for INT8 use --precision int8 with the "
             "tensorrt-target graph")
     if in_fp16 and precision in ("fp32", "tf32", "int8"):

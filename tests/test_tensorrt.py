@@ -223,7 +223,7 @@ def test_int8_engine_needs_the_tensorrt_target_graph(tmp_path: Path) -> None:
     built = plan_for(path, tmp_path / "m.engine", "int8", EngineSpec(tensorrt_version="10.3"))
     assert built.onnx == path and built.typing == "strong" and built.flags == ()
     assert built.profile.max_shape == (64, 3, 32, 32)
-    with pytest.raises(EdgevisionError, match="a fp16 engine is built from the FP32 graph"):
+    with pytest.raises(EdgevisionError, match="the fp16 engine is built from the FP32 graph"):
         plan_for(path, tmp_path / "m.engine", "fp16", EngineSpec())
 
 

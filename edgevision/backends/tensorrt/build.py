@@ -66,9 +66,9 @@ def build_with_plan(plan: BuildPlan, builder: str) -> Path:
 
 
 def _timing_cache_for_this_gpu(plan: BuildPlan) -> BuildPlan:
-    """The plan with its default timing cache keyed by this machine's GPU (where cuda-python
-    can name it: the trtexec builder may run without it, and then keeps one file per
-    release)."""
+    """The plan with its default timing cache named for this machine's GPU (where cuda-python
+    can name the GPU; the trtexec builder may run without cuda-python, and then builds without
+    a timing cache)."""
     if plan.default_timing_cache is None:
         return plan
     try:
