@@ -18,6 +18,7 @@ from edgevision.data.memory import (
     MemoryTrainLoader,
     decoded_bytes,
     memory_limit,
+    resample_boxes,
     resized_crop_boxes,
 )
 from edgevision.data.spec import DataSpec
@@ -152,9 +153,9 @@ def test_resized_crop_falls_back_to_torchvision_central_crop() -> None:
 
 
 def test_random_resized_crops_of_real_photos(imagenette_train_sample: Path) -> None:
-    """Batches are crops of their photos resized bilinearly (as torchvision's
-    ``resized_crop`` on tensors), flipped half the time, normalised; fixed by the seed."""
-    import torchvision.transforms.functional as F  # noqa: N812
+    """On the CPU batches are torchvision's (v2) tensor ``resized_crop`` of their photos,
+    flipped half the time, normalised; fixed by the seed."""
+    import torchvision.transforms.v2.functional as F  # noqa: N812
 
     dataset = imagenette(imagenette_train_sample)
     loader = train_loader(dataset, seed=0)
@@ -165,22 +166,44 @@ def test_random_resized_crops_of_real_photos(imagenette_train_sample: Path) -> N
     std = torch.tensor(dataset.spec.std).reshape(1, 3, 1, 1)
     pixels = images * std + mean
     assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
-    generator = torch.Generator().manual_seed(5)  # replay the loader's draws
-    order = torch.randperm(100, generator=generator)[:25]
-    boxes = resized_crop_boxes(25, 224, 224, (0.08, 1.0), generator)
-    flips = torch.rand(25, generator=generator) < 0.5
-    decoded = dataset.decoded_train[0][order].float()
+    order, boxes, flips = replay_draws(5, 100, 25)
+    decoded = dataset.decoded_train[0][order]
     assert labels.tolist() == dataset.decoded_train[1][order].tolist()
     for pixel, original, box, flip in zip(pixels, decoded, boxes.tolist(), flips, strict=True):
-        expected = F.resized_crop(original, *box, [224, 224], antialias=False) / 255
+        expected = F.resized_crop(original, *box, [224, 224], antialias=True)  # uint8
         expected = expected.flip(2) if flip else expected
-        margin = 224 // min(box[2:]) + 1  # the outer rows blend pixels beyond the box
-        inner = (slice(None), slice(margin, -margin), slice(margin, -margin))
-        torch.testing.assert_close(pixel[inner], expected[inner], rtol=0, atol=1e-4)
-        assert (pixel - expected).abs().mean() < 0.01
+        torch.testing.assert_close(pixel, expected / 255, rtol=0, atol=2e-6)
     assert 3 < int(flips.sum()) < 22
     again, other = first_batch(loader, 5), first_batch(loader, 6)
     assert torch.equal(images, again[0]) and not torch.equal(images, other[0])
+
+
+def replay_draws(seed: int, images: int, batch: int) -> tuple[torch.Tensor, ...]:
+    """The order, crop boxes and flips a loader's generator draws for its first batch."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(images, generator=generator)[:batch]
+    boxes = resized_crop_boxes(batch, 224, 224, (0.08, 1.0), generator)
+    return order, boxes, torch.rand(batch, generator=generator) < 0.5
+
+
+def test_batched_resampling_of_real_photos(imagenette_train_sample: Path) -> None:
+    """The one-call ``grid_sample`` (GPU path) gives the float ``resized_crop`` of each box,
+    flipped, but in the outer rows, which blend pixels beyond the box."""
+    import torchvision.transforms.functional as F  # noqa: N812
+
+    dataset = imagenette(imagenette_train_sample)
+    train_loader(dataset, seed=0)
+    _, boxes, flips = replay_draws(2, 100, 25)
+    originals = dataset.decoded_train[0][:25].float()
+    resampled = resample_boxes(originals, boxes, flips)
+    for image, original, box, flip in zip(resampled, originals, boxes.tolist(), flips,
+                                          strict=True):
+        expected = F.resized_crop(original, *box, [224, 224], antialias=False)
+        expected = expected.flip(2) if flip else expected
+        margin = 224 // min(box[2:]) + 1
+        inner = (slice(None), slice(margin, -margin), slice(margin, -margin))
+        torch.testing.assert_close(image[inner], expected[inner], rtol=0, atol=0.02)
+        assert (image - expected).abs().mean() < 2.0  # of 255
 
 
 def test_decoded_memory_is_the_estimate(imagenette_train_sample: Path) -> None:

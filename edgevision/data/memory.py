@@ -8,7 +8,8 @@ normalised there as tensors. ``cifar`` gives the PIL path's batches for the same
 draws: zero padding, crop offsets uniform in ``[0, 2 * pad]``, flip with probability 0.5, then
 ``(x / 255 - mean) / std`` in float32. ``imagenet`` draws torchvision's RandomResizedCrop boxes
 (area fraction uniform in ``scale``, log aspect uniform in ``ratio``, 10 tries, then the central
-crop) and resamples every box of the batch bilinearly in one ``grid_sample`` call.
+crop) for the whole batch and resizes each box as torchvision's tensor ``resized_crop`` does
+(CPU), or all of them in one ``grid_sample`` call (GPU).
 """
 
 from __future__ import annotations
@@ -87,9 +88,11 @@ class MemoryTrainLoader:
         self.crop_scale, self.device = crop_scale, torch.device(device)
         channels = images.shape[1]
         shape = (1, -1, 1, 1)
-        self.mean = torch.tensor(mean, dtype=torch.float32).expand(channels).reshape(shape)
-        self.std = torch.tensor(std, dtype=torch.float32).expand(channels).reshape(shape)
-        self.mean, self.std = self.mean.to(self.device), self.std.to(self.device)
+        mean_t = torch.tensor(mean, dtype=torch.float64).expand(channels).reshape(shape)
+        std_t = torch.tensor(std, dtype=torch.float64).expand(channels).reshape(shape)
+        # (x / 255 - mean) / std as one in-place multiply-add
+        self.scale = (1 / (255 * std_t)).to(torch.float32).to(self.device)
+        self.shift = (-mean_t / std_t).to(torch.float32).to(self.device)
 
     def __len__(self) -> int:
         return math.ceil(len(self.images) / self.batch_size)
@@ -104,14 +107,15 @@ class MemoryTrainLoader:
     def _augment(self, batch: torch.Tensor) -> torch.Tensor:
         if self.pad:
             batch = random_crop(batch, self.pad, self.generator)
-        pixels = batch.to(torch.float32)
         if self.crop_scale is not None:
-            pixels = random_resized_crop(pixels, self.crop_scale, self.generator)
+            pixels = random_resized_crop(batch, self.crop_scale, self.generator, flip=self.flip)
+            return pixels.mul_(self.scale).add_(self.shift)
+        pixels = batch.to(torch.float32)
         if self.flip:
             flipped = torch.rand(len(pixels), generator=self.generator) < 0.5
             flipped = flipped.to(pixels.device).reshape(-1, 1, 1, 1)
             pixels = torch.where(flipped, pixels.flip(3), pixels)
-        return (pixels / 255.0 - self.mean) / self.std
+        return pixels.mul_(self.scale).add_(self.shift)
 
 
 def random_crop(batch: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
@@ -163,19 +167,44 @@ def _central_box(height: int, width: int, ratio: tuple[float, float]) -> tuple[i
     return height, width
 
 
-def random_resized_crop(pixels: torch.Tensor, scale: tuple[float, float],
-                        generator: torch.Generator) -> torch.Tensor:
-    """Each float NCHW image cropped to its own ``resized_crop_boxes`` box and resized back
-    to its size, bilinearly (half-pixel centres, as ``F.interpolate(align_corners=False)``).
+def random_resized_crop(batch: torch.Tensor, scale: tuple[float, float],
+                        generator: torch.Generator, flip: bool = False) -> torch.Tensor:
+    """Each uint8 NCHW image cropped to its own ``resized_crop_boxes`` box, resized back to
+    its size bilinearly and, with ``flip``, mirrored with probability 0.5 (drawn after the
+    boxes): float32 pixels in [0, 255]. On the CPU each crop is resized as uint8 (torchvision's
+    tensor ``resized_crop``, the fastest CPU kernel); elsewhere all of them in one
+    ``grid_sample`` (``resample_boxes``)."""
+    count, _, height, width = batch.shape
+    boxes = resized_crop_boxes(count, height, width, scale, generator)
+    mirrored = (torch.rand(count, generator=generator) < 0.5 if flip
+                else torch.zeros(count, dtype=torch.bool))
+    if batch.device.type != "cpu":
+        return resample_boxes(batch.to(torch.float32), boxes, mirrored)
+    resized = torch.empty_like(batch)
+    for image, out, box, mirror in zip(batch, resized, boxes.tolist(), mirrored.tolist(),
+                                       strict=True):
+        top, left, crop_h, crop_w = box
+        crop = image[None, :, top:top + crop_h, left:left + crop_w]
+        out.copy_(torch.nn.functional.interpolate(crop, size=(height, width), mode="bilinear",
+                                                  align_corners=False, antialias=True)[0])
+        if mirror:
+            out.copy_(out.flip(2))
+    return resized.to(torch.float32)
 
-    Upsampling needs no antialiasing, and a crop is never larger than its image; where a
-    sample falls outside its box by under a pixel (the outer rows), the image's pixels beyond
-    the box are blended in rather than the box's edge repeated."""
+
+def resample_boxes(pixels: torch.Tensor, boxes: torch.Tensor,
+                   mirrored: torch.Tensor) -> torch.Tensor:
+    """Float NCHW images resampled bilinearly from their ``(top, left, height, width)`` boxes
+    to their full size (half-pixel centres, as ``F.interpolate(align_corners=False)``),
+    ``mirrored`` ones flipped, in one batched ``grid_sample``.
+
+    Crops are never larger than their image, so this only upsamples (no antialiasing needed);
+    where a sample falls under a pixel outside its box (the outer rows) the image beyond the
+    box is blended in rather than the box's edge repeated."""
     count, _, height, width = pixels.shape
-    boxes = resized_crop_boxes(count, height, width, scale, generator).to(torch.float32)
-    top, left, crop_h, crop_w = boxes.unbind(1)
+    top, left, crop_h, crop_w = boxes.to(torch.float32).unbind(1)
     theta = torch.zeros(count, 2, 3)
-    theta[:, 0, 0] = crop_w / width
+    theta[:, 0, 0] = torch.where(mirrored, -crop_w, crop_w) / width
     theta[:, 0, 2] = (2 * left + crop_w) / width - 1
     theta[:, 1, 1] = crop_h / height
     theta[:, 1, 2] = (2 * top + crop_h) / height - 1
