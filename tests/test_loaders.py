@@ -252,3 +252,14 @@ def test_crop_scale_must_be_an_increasing_pair_in_0_1(tmp_path: Path, scale: lis
 
     with pytest.raises(ValidationError, match="crop_scale"):
         DataSpec(root=tmp_path, augment="imagenet", crop_scale=scale)  # type: ignore[arg-type]
+
+
+def test_the_memory_limit_is_half_the_available_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgevision.data.memory as memory
+
+    monkeypatch.setattr(memory, "available_memory", lambda: 3_000_000_000)
+    assert memory_limit() == 1_500_000_000
+    monkeypatch.setattr(memory, "available_memory", lambda: None)
+    assert memory_limit() == MEMORY_LIMIT
+    monkeypatch.undo()
+    assert memory.available_memory() is not None
