@@ -88,11 +88,9 @@ class MemoryTrainLoader:
         self.crop_scale, self.device = crop_scale, torch.device(device)
         channels = images.shape[1]
         shape = (1, -1, 1, 1)
-        mean_t = torch.tensor(mean, dtype=torch.float64).expand(channels).reshape(shape)
-        std_t = torch.tensor(std, dtype=torch.float64).expand(channels).reshape(shape)
-        # (x / 255 - mean) / std as one in-place multiply-add
-        self.scale = (1 / (255 * std_t)).to(torch.float32).to(self.device)
-        self.shift = (-mean_t / std_t).to(torch.float32).to(self.device)
+        self.mean = torch.tensor(mean, dtype=torch.float32).expand(channels).reshape(shape)
+        self.std = torch.tensor(std, dtype=torch.float32).expand(channels).reshape(shape)
+        self.mean, self.std = self.mean.to(self.device), self.std.to(self.device)
 
     def __len__(self) -> int:
         return math.ceil(len(self.images) / self.batch_size)
@@ -109,13 +107,13 @@ class MemoryTrainLoader:
             batch = random_crop(batch, self.pad, self.generator)
         if self.crop_scale is not None:
             pixels = random_resized_crop(batch, self.crop_scale, self.generator, flip=self.flip)
-            return pixels.mul_(self.scale).add_(self.shift)
+            return pixels.div_(255.0).sub_(self.mean).div_(self.std)
         pixels = batch.to(torch.float32)
         if self.flip:
             flipped = torch.rand(len(pixels), generator=self.generator) < 0.5
             flipped = flipped.to(pixels.device).reshape(-1, 1, 1, 1)
             pixels = torch.where(flipped, pixels.flip(3), pixels)
-        return pixels.mul_(self.scale).add_(self.shift)
+        return (pixels / 255.0 - self.mean) / self.std
 
 
 def random_crop(batch: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
