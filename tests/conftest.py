@@ -71,18 +71,20 @@ def imagenette_archive() -> Path:
     return require(IMAGENETTE_ARCHIVE, "imagenette-224 archive")
 
 
-def imagenette_sample(archive: Path, split: str, per_class: int) -> Path:
+def imagenette_sample(archive: Path, split: str, per_class: int, grey: bool = False) -> Path:
     """An ImageFolder root holding ``split/<wnid>/`` with the first ``per_class`` photos of each
-    class (archive order) of imagenette-224: extracted once into edgevision's cache, not the
-    whole 132 MB archive."""
+    class (archive order) of imagenette-224 (with ``grey``: its greyscale photos only, classes
+    without any left out): extracted once into edgevision's cache, not the whole 132 MB
+    archive."""
     import shutil
     import tarfile
     import tempfile
 
     from edgevision.data.sources import cache_dir
 
+    kind = "-grey" if grey else ""
     target = (cache_dir() / "datasets" /
-              f"imagenette-224-{split}-{per_class}-{archive.stat().st_size}")
+              f"imagenette-224-{split}-{per_class}{kind}-{archive.stat().st_size}")
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +96,7 @@ def imagenette_sample(archive: Path, split: str, per_class: int) -> Path:
                 parts = Path(member.name).parts  # imagenette-224/<split>/<wnid>/<file>
                 if not member.isfile() or len(parts) != 4 or parts[1] != split:
                     continue
-                if taken.get(parts[2], 0) < per_class:
+                if taken.get(parts[2], 0) < per_class and (not grey or _is_grey(tar, member)):
                     taken[parts[2]] = taken.get(parts[2], 0) + 1
                     member.name = "/".join(parts[1:])
                     tar.extract(member, staging, filter="data")
@@ -111,6 +113,27 @@ def imagenette_sample(archive: Path, split: str, per_class: int) -> Path:
 def imagenette_val_sample(imagenette_archive: Path) -> Path:
     """Ten imagenette-224 val photos per class (100), as ``<root>/val/<wnid>/*.JPEG``."""
     return imagenette_sample(imagenette_archive, "val", 10)
+
+
+@pytest.fixture(scope="session")
+def imagenette_train_sample(imagenette_archive: Path) -> Path:
+    """Twelve imagenette-224 train photos per class (120), as ``<root>/train/<wnid>/*.JPEG``."""
+    return imagenette_sample(imagenette_archive, "train", 12)
+
+
+@pytest.fixture(scope="session")
+def imagenette_grey_sample(imagenette_archive: Path) -> Path:
+    """Two greyscale imagenette-224 train photos per class that has any (18 photos of 9
+    classes), as ``<root>/train/<wnid>/*.JPEG``."""
+    return imagenette_sample(imagenette_archive, "train", 2, grey=True)
+
+
+def _is_grey(tar: Any, member: Any) -> bool:
+    """Whether the archive member is a one-channel (greyscale) image."""
+    from PIL import Image
+
+    with Image.open(tar.extractfile(member)) as image:
+        return bool(image.mode == "L")
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,10 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from edgevision.data import Dataset
-from edgevision.data.memory import MEMORY_AUGMENTS, MEMORY_LIMIT, MemoryTrainLoader, decode_split
+from edgevision.data.memory import MemoryTrainLoader, decode_split, decoded_bytes, memory_limit
 from edgevision.data.preprocess import Preprocess
 from edgevision.data.sources import ImageSource
+from edgevision.progress import log
 
 #: what ``train_loader`` returns: iterable batches ``(images, labels)`` with ``len`` and a
 #: ``generator``
@@ -20,14 +21,15 @@ TrainLoader = DataLoader[tuple[torch.Tensor, int]] | MemoryTrainLoader
 class Augment:
     """Training augmentation applied to the PIL image after the resize/crop geometry."""
 
-    def __init__(self, kind: str, size: int | None) -> None:
+    def __init__(self, kind: str, size: int | None,
+                 crop_scale: tuple[float, float] = (0.08, 1.0)) -> None:
         import torchvision.transforms as T  # noqa: N812
 
         steps: list[object] = []
         if kind == "cifar" and size is not None:
             steps.append(T.RandomCrop(size, padding=size // 8))
         if kind == "imagenet" and size is not None:
-            steps.append(T.RandomResizedCrop(size, scale=(0.35, 1.0)))
+            steps.append(T.RandomResizedCrop(size, scale=crop_scale))
         if kind in ("flip", "cifar", "imagenet"):
             steps.append(T.RandomHorizontalFlip())
         self.transform = T.Compose(steps)
@@ -55,22 +57,24 @@ class SplitDataset(TorchDataset[tuple[torch.Tensor, int]]):
         return torch.from_numpy(self.preprocess.normalise(image)), self.source.label(index)
 
 
-def train_loader(dataset: Dataset, seed: int) -> TrainLoader:
+def train_loader(dataset: Dataset, seed: int,
+                 device: torch.device | str = "cpu") -> TrainLoader:
     """Shuffled, augmented loader over the training part of the training split: from images
-    decoded once into memory when ``data.decode_once`` allows it, else a DataLoader that decodes
-    with PIL (in ``data.workers`` processes) every epoch. Its ``generator`` draws the order and
-    the augmentation."""
+    decoded once into memory when ``data.decode_once`` and the memory limit allow it (batches
+    augmented on ``device``), else a DataLoader that decodes with PIL (in ``data.workers``
+    processes) every epoch. Its ``generator`` draws the order and the augmentation."""
     spec = dataset.spec
     size = spec.image_size or _native_size(dataset)
     generator = torch.Generator().manual_seed(seed)
     if predecode_training(dataset):
         images, labels = dataset.decoded_train
         pad = size // 8 if spec.augment == "cifar" else 0
+        crop_scale = spec.crop_scale if spec.augment == "imagenet" else None
         return MemoryTrainLoader(images, labels, spec.batch_size, mean=tuple(spec.mean),
                                  std=tuple(spec.std), pad=pad, flip=spec.augment != "none",
-                                 generator=generator)
-    split = SplitDataset(dataset.train_source, dataset.splits.train, dataset.preprocess,
-                         Augment(spec.augment, size) if spec.augment != "none" else None)
+                                 generator=generator, crop_scale=crop_scale, device=device)
+    augment = Augment(spec.augment, size, spec.crop_scale) if spec.augment != "none" else None
+    split = SplitDataset(dataset.train_source, dataset.splits.train, dataset.preprocess, augment)
     return DataLoader(split, batch_size=spec.batch_size, shuffle=True, drop_last=False,
                       num_workers=spec.workers, generator=generator,
                       persistent_workers=spec.workers > 0)
@@ -79,18 +83,26 @@ def train_loader(dataset: Dataset, seed: int) -> TrainLoader:
 def predecode_training(dataset: Dataset) -> bool:
     """Decode the training images into memory now (once per dataset) when ``train_loader``
     serves them from memory; ``False`` when it decodes them every epoch instead."""
-    if not _decodes_once(dataset, dataset.spec.image_size or _native_size(dataset)):
+    if dataset.decoded_train is not None:
+        return True
+    if not dataset.spec.decode_once:
         return False
-    if dataset.decoded_train is None:
-        dataset.decoded_train = decode_split(dataset.train_source, dataset.splits.train,
-                                             dataset.preprocess, dataset.spec.workers)
+    size = dataset.spec.image_size or _native_size(dataset)
+    needed = decoded_bytes(len(dataset.splits.train), dataset.spec.channels, size)
+    limit = memory_limit()
+    count = f"{len(dataset.splits.train):,} training images at {size} px"
+    if needed > limit:
+        log(f"{count} take {_gb(needed)} decoded, over the {_gb(limit)} limit (2 GiB, or half "
+            "the available memory): decoding them with PIL every epoch instead")
+        return False
+    log(f"decoding {count} once into memory: {_gb(needed)} (uint8; limit {_gb(limit)})")
+    dataset.decoded_train = decode_split(dataset.train_source, dataset.splits.train,
+                                         dataset.preprocess, dataset.spec.workers)
     return True
 
 
-def _decodes_once(dataset: Dataset, size: int) -> bool:
-    spec = dataset.spec
-    decoded_bytes = len(dataset.splits.train) * spec.channels * size * size
-    return spec.decode_once and spec.augment in MEMORY_AUGMENTS and decoded_bytes <= MEMORY_LIMIT
+def _gb(size: int) -> str:
+    return f"{size / 1e9:.2f} GB"
 
 
 def _native_size(dataset: Dataset) -> int:

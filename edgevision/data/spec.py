@@ -40,7 +40,12 @@ class DataSpec(Strict):
     channels: Literal[1, 3] = Field(3, description="model input channels; grey images are "
                                     "repeated to 3 channels when 3")
     augment: Literal["none", "flip", "cifar", "imagenet"] = Field(
-        "cifar", description="training augmentation: cifar = pad-4 random crop + flip")
+        "cifar", description="training augmentation: cifar = pad-4 random crop + flip; "
+        "imagenet = random resized crop (data.crop_scale, aspect 3/4 to 4/3) to the input "
+        "size + flip")
+    crop_scale: tuple[float, float] = Field(
+        (0.08, 1.0), description="augment imagenet: the [min, max] fraction of the image's "
+        "area each random crop covers (torchvision's RandomResizedCrop scale)")
     val_size: int = Field(5000, ge=0, description="training images held out (seeded) for "
                           "validation during training")
     train_limit: int | None = Field(None, ge=1, description="use only this many (seeded) "
@@ -52,8 +57,9 @@ class DataSpec(Strict):
     batch_size: int = Field(128, ge=1, description="training and evaluation batch size")
     workers: int = Field(0, ge=0, description="DataLoader worker processes")
     decode_once: bool = Field(True, description="decode the training images once into memory "
-                              "(uint8, up to 2 GiB) and crop/flip/normalise whole batches with "
-                              "torch; for augment none/flip/cifar (false: PIL every epoch)")
+                              "(uint8; up to 2 GiB and half the available memory, else PIL "
+                              "every epoch) and crop/flip/normalise whole batches with torch on "
+                              "the training device (false: PIL every epoch)")
 
     @model_validator(mode="after")
     def _normalisation_matches_channels(self) -> DataSpec:
@@ -64,4 +70,7 @@ class DataSpec(Strict):
                                  f"{self.channels} (data.channels)")
         if any(s <= 0 for s in self.std):
             raise ValueError("data.std values must be > 0")
+        low, high = self.crop_scale
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"data.crop_scale {[low, high]} must satisfy 0 < min <= max <= 1")
         return self

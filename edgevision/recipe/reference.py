@@ -137,6 +137,8 @@ def _annotation_text(annotation: Any, anchors: dict[type[BaseModel], str]) -> st
         return _annotation_text(args[0], anchors)
     if origin is list:
         return f"list of {_annotation_text(args[0], anchors)}"
+    if origin is tuple and Ellipsis not in args and len(set(args)) == 1:
+        return f"list of {len(args)} {_annotation_text(args[0], anchors)}"
     if origin is dict:
         return (f"mapping of {_annotation_text(args[0], anchors)} to "
                 f"{_annotation_text(args[1], anchors)}")

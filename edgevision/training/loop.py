@@ -169,7 +169,7 @@ def train(model: nn.Module, dataset: Dataset, spec: TrainSpec, checkpoint_dir: P
     objective = objective or CrossEntropyObjective(spec.label_smoothing)
     model.to(device)
     objective.to(device)
-    loader = train_loader(dataset, seed)
+    loader = train_loader(dataset, seed, device)
     steps = min(len(loader), spec.max_steps_per_epoch or len(loader))
     optimizer = make_optimizer(nn.ModuleList([model, objective]), spec)
     scheduler = make_scheduler(optimizer, spec, steps)
