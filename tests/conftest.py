@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import yaml
@@ -41,14 +41,19 @@ needs_openvino = pytest.mark.skipif(
     reason=f"{OPENVINO.reason} (scripts/test runs this in .venv-openvino)")
 
 
+def missing(message: str) -> NoReturn:
+    """Something a test needs is missing: fail under CI=true (CI must have it), else skip,
+    saying what."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {message}")
+    pytest.skip(message)
+
+
 def require(path: Path, what: str, hint: str = "see ../shared/data/README.md") -> Path:
     """Return ``path``; when missing, fail under CI=true, else skip with the reason."""
     if path.exists():
         return path
-    message = f"{what} not found at {path} ({hint})"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and {message}")
-    pytest.skip(message)
+    missing(f"{what} not found at {path} ({hint})")
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ from edgevision.data import Dataset
 from edgevision.data.preprocess import Preprocess
 from edgevision.data.sources import read_image
 from edgevision.recipe import DataSpec
-from tests.conftest import REPO, SHARED_DATA, export_resnet20, require
+from tests.conftest import REPO, SHARED_DATA, export_resnet20, missing, require
 
 TEMPLATES = REPO / "edgevision" / "bundle" / "templates" / "cpp"
 TENSORRT_HEADERS = REPO.parent / "shared" / "vendor" / "tensorrt-headers"
@@ -51,20 +51,15 @@ BUILD_PACKAGES = {"libstb-dev": Path("/usr/include/stb/stb_image.h"),
 IMAGES_PER_CLASS = 10
 
 
-def _missing(message: str) -> None:
-    """Fail under CI=true, else skip, saying what is missing."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and {message}")
-    pytest.skip(message)
 
 
 def _require_build_tools() -> None:
     for tool in ("cmake", "g++"):
         if shutil.which(tool) is None:
-            _missing(f"{tool} not found (the C++ runner tests build with it)")
+            missing(f"{tool} not found (the C++ runner tests build with it)")
     absent = [name for name, header in BUILD_PACKAGES.items() if not header.exists()]
     if absent:
-        _missing(f"{', '.join(absent)} not installed: apt-get install {' '.join(absent)} "
+        missing(f"{', '.join(absent)} not installed: apt-get install {' '.join(absent)} "
                  "(scripts/setup does it as root)")
 
 
@@ -88,7 +83,7 @@ def _build_openvino_runner(folder: Path, *cmake_args: str) -> Path:
     try:
         import openvino
     except ImportError:
-        _missing("openvino not installed (pip install 'edgevision[openvino]')")
+        missing("openvino not installed (pip install 'edgevision[openvino]')")
     cpp = bundle_cpp("openvino", folder)
     configure = _run(["cmake", "-S", str(cpp), "-B", str(cpp / "build"),
                       f"-DOpenVINO_DIR={Path(openvino.__file__).parent / 'cmake'}", *cmake_args])
@@ -637,9 +632,8 @@ def _cuda_include() -> Path:
     for folder in CUDA_INCLUDE_DIRS:
         if (folder / "cuda_runtime_api.h").exists() and (folder / "crt").is_dir():
             return folder
-    _missing(f"CUDA's headers (cuda_runtime_api.h) not found in "
-             f"{', '.join(map(str, CUDA_INCLUDE_DIRS))}")
-    raise AssertionError  # unreachable: _missing fails or skips
+    missing(f"CUDA's headers (cuda_runtime_api.h) not found in "
+            f"{', '.join(map(str, CUDA_INCLUDE_DIRS))}")
 
 
 @pytest.mark.parametrize("release", TENSORRT_RELEASES)
@@ -649,10 +643,10 @@ def test_tensorrt_runner_compiles(release: str) -> None:
     against NVIDIA's headers of 10.3 (JetPack 6), 10.13 (JetPack 7.0) and 11.1."""
     headers = TENSORRT_HEADERS / release / "include"
     if not (headers / "NvInfer.h").exists():
-        _missing(f"TensorRT {release} headers not found at {headers} "
+        missing(f"TensorRT {release} headers not found at {headers} "
                  "(see ../shared/vendor/README.md)")
     if shutil.which("g++") is None:
-        _missing("g++ not found")
+        missing("g++ not found")
     result = _run(["g++", "-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror",
                    f"-I{TEMPLATES / 'common'}", "-isystem", str(headers),
                    "-isystem", str(_cuda_include()), str(TEMPLATES / "tensorrt" / "main.cpp")])
@@ -681,7 +675,7 @@ def test_tensorrt_cmake_project_compiles(release: str, tensorrt_stand_in_librari
     its compilation is the same for every release) for the first. Not linked: no TensorRT."""
     headers = TENSORRT_HEADERS / release / "include"
     if not (headers / "NvInfer.h").exists():
-        _missing(f"TensorRT {release} headers not found at {headers} "
+        missing(f"TensorRT {release} headers not found at {headers} "
                  "(see ../shared/vendor/README.md)")
     root = tmp_path / "tensorrt"
     root.mkdir()

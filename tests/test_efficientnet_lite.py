@@ -6,7 +6,6 @@ absent."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from edgevision.models.efficientnet_lite import (
 from edgevision.models.native import LITE_SIZES, TF_MEAN, TF_STD, native_input
 from edgevision.models.spec import ModelSpec
 from edgevision.recipe import Recipe
-from tests.conftest import IMAGENETTE_IMAGENET_INDEX
+from tests.conftest import IMAGENETTE_IMAGENET_INDEX, missing
 
 #: published parameter counts (millions, 1000 classes) of EfficientNet-Lite0..4
 PUBLISHED_PARAMS_M = {"efficientnet_lite0": 4.65, "efficientnet_lite1": 5.42,
@@ -48,10 +47,7 @@ def _require_package(module: str, requirement: str) -> Any:
     try:
         return __import__(module)
     except ImportError:
-        message = f"{module} is not installed (pip install '{requirement}'; scripts/setup does)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and {message}")
-        pytest.skip(message)
+        missing(f"{module} is not installed (pip install '{requirement}'; scripts/setup does)")
 
 
 @pytest.fixture(scope="module")
