@@ -109,3 +109,24 @@ def save_model_file(model: nn.Module, path: Path, info: dict[str, Any]) -> Path:
 def is_model_file(obj: Any) -> bool:
     """True when ``obj`` (a loaded checkpoint) is an edgevision model file."""
     return isinstance(obj, Mapping) and obj.get("format") == MODEL_FILE_FORMAT
+
+
+def fit_classifier(model: nn.Module, trained_classes: int, num_classes: int) -> list[str]:
+    """A pretrained model's head for ``num_classes``: kept when the weights were trained for
+    that many classes, else replaced (``replace_classifier``); returns the note saying so."""
+    if trained_classes == num_classes:
+        return []
+    replace_classifier(model, num_classes)
+    return [f"classifier replaced: {trained_classes} → {num_classes} classes (new head is "
+            "randomly initialised; fine-tune it)"]
+
+
+def replace_classifier(model: nn.Module, num_classes: int) -> None:
+    """Replace the last ``nn.Linear`` with a fresh one producing ``num_classes`` outputs."""
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise CheckpointError(f"{type(model).__name__} has no Linear classifier to replace; "
+                              "use weights=None or a checkpoint with the right classes")
+    path, old = linears[-1]
+    parent = model.get_submodule(path.rpartition(".")[0]) if "." in path else model
+    setattr(parent, path.rpartition(".")[2], nn.Linear(old.in_features, num_classes))

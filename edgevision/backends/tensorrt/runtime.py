@@ -168,10 +168,6 @@ class EngineSession:
                            _check(cudart.cudaEventElapsedTime(computed, copied_out))))
         return host_out.copy()
 
-    def layer_information(self) -> str:
-        """This engine's IEngineInspector JSON (see :func:`inspect_engine`)."""
-        return inspect_engine(self.engine)
-
     def breakdown(self) -> dict[str, Any]:
         """Median and p99 (ms) of the host→device copy, GPU compute and device→host copy."""
         if not self.times:
