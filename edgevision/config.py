@@ -4,7 +4,7 @@ a stage's config. Each package owns its own spec (``data.spec.DataSpec``,
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -15,6 +15,18 @@ class Strict(BaseModel):
     """Base for every recipe section: unknown keys are rejected, assignments re-validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SchemaDocument(BaseModel):
+    """Base of edgevision's versioned JSON files (an engine's metadata, a bundle's model.json):
+    strict; each declares ``schema_``, written as ``schema`` (``BaseModel.schema`` is a
+    method)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form, with ``schema`` under its own name."""
+        return self.model_dump(mode="json", by_alias=True)
 
 
 class StageConfig(BaseModel):

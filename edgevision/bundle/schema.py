@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgevision.config import SchemaDocument
+
 BUNDLE_SCHEMA = "edgevision.bundle/1"
 Target = Literal["openvino", "onnxruntime", "tensorrt"]
 TARGETS: tuple[Target, ...] = ("openvino", "onnxruntime", "tensorrt")
@@ -102,11 +104,9 @@ class Versions(_Strict):
                         "is (the C++ runner reproduces Pillow 13's resize)")
 
 
-class BundleMetadata(BaseModel):
+class BundleMetadata(SchemaDocument):
     """``model.json``: everything a runner needs to feed the model and read its output."""
 
-    # "schema" in JSON; schema_ in Python (BaseModel.schema is a method)
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
     schema_: Literal["edgevision.bundle/1"] = Field("edgevision.bundle/1", alias="schema")
     name: str
     variant: str
@@ -120,9 +120,6 @@ class BundleMetadata(BaseModel):
     measured: Measured | None
     versions: Versions
     created: str
-
-    def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
 
 
 def json_schema() -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edgevision.config import SchemaDocument
 from edgevision.errors import ArtifactError, BackendUnavailableError
 from edgevision.io import write_json_atomic
 
@@ -34,11 +35,9 @@ class EngineInput(BaseModel):
     max_shape: list[int]
 
 
-class EngineMetadata(BaseModel):
+class EngineMetadata(SchemaDocument):
     """What travels with an engine: how it was built, for what, and how to feed it."""
 
-    # "schema" in JSON; schema_ in Python (BaseModel.schema is a method)
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
     schema_: Literal["edgevision.engine/2"] = Field("edgevision.engine/2", alias="schema")
     tensorrt_version: str
     #: the CPU architecture the engine was built on (x86_64, aarch64): it runs only there
@@ -66,9 +65,6 @@ class EngineMetadata(BaseModel):
     built_with: Literal["python", "trtexec"]
     #: per-layer precisions from TensorRT's engine inspector (None: not inspected)
     layer_precisions: dict[str, Any] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
 
 
 def metadata_path(engine: Path) -> Path:
