@@ -9,6 +9,14 @@
 # Images are PNG or JPEG; other formats are refused.
 set(EDGEVISION_COMMON_DIR "${CMAKE_CURRENT_LIST_DIR}")
 
+# every runner: a release build (unless one is asked for) in standard C++17
+if(NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)
+  set(CMAKE_BUILD_TYPE Release)
+endif()
+set(CMAKE_CXX_STANDARD 17)
+set(CMAKE_CXX_STANDARD_REQUIRED ON)
+set(CMAKE_CXX_EXTENSIONS OFF)
+
 find_package(nlohmann_json 3 QUIET)
 if(NOT nlohmann_json_FOUND)
   message(FATAL_ERROR "nlohmann-json 3 not found: apt-get install nlohmann-json3-dev "
