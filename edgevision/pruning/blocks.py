@@ -54,6 +54,13 @@ def _cifar_basic_block(module: nn.Module) -> bool:
     return isinstance(module, BasicBlock) and isinstance(module.shortcut, nn.Identity)
 
 
+@RESIDUAL_BLOCKS.register("efficientnet_lite.MBConv")
+def _efficientnet_lite_block(module: nn.Module) -> bool:
+    from edgevision.models.efficientnet_lite import MBConv
+
+    return isinstance(module, MBConv) and module.use_res_connect
+
+
 @RESIDUAL_BLOCKS.register("torchvision.resnet")
 def _torchvision_resnet_block(module: nn.Module) -> bool:
     from torchvision.models.resnet import BasicBlock, Bottleneck

@@ -27,7 +27,7 @@ from edgevision.pruning.policy import (
     pruning_roots_to_ignore,
 )
 
-#: operators whose channel mapping torch-pruning gets wrong or cannot build.
+#: operators whose channel mapping torch-pruning gets wrong when they pad channels.
 UNSAFE_OPERATORS = ("ConstantPadNd",)
 #: bisection stops when the ratio interval is this narrow.
 RATIO_TOLERANCE = 0.002
@@ -148,7 +148,8 @@ def check_prunable(model: nn.Module, example_input: torch.Tensor,
         roots.append(root)
         for dep, _ in group:
             operator = str(dep.target.module)
-            if any(unsafe in operator for unsafe in UNSAFE_OPERATORS):
+            if any(unsafe in operator for unsafe in UNSAFE_OPERATORS) and _pads_channels(
+                    dep.target):
                 raise PruneError(
                     f"cannot prune layer {root!r} safely: its channels reach {operator}, a "
                     "channel padding torch-pruning cannot map (e.g. an option-A shortcut); add "
@@ -157,6 +158,15 @@ def check_prunable(model: nn.Module, example_input: torch.Tensor,
         raise PruneError(f"{type(model).__name__} has no layer left to prune (every "
                          "convolution and linear layer is ignored)")
     return roots
+
+
+def _pads_channels(node: Any) -> bool:
+    """Whether a padding node of the dependency graph may pad channels (dimension 1 of an NCHW
+    tensor). Padding of the last two dimensions only (e.g. EfficientNet-Lite's TensorFlow-SAME
+    padding) keeps every channel where it was, which torch-pruning maps correctly; a padding
+    whose amounts cannot be read counts as padding channels."""
+    pad = getattr(getattr(node, "grad_fn", None), "_saved_pad", None)
+    return pad is None or any(pad[4:])
 
 
 def _dependency_graph(model: nn.Module, example_input: torch.Tensor) -> Any:
