@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgevision.data import Dataset, Preprocess
+from edgevision.data import Dataset, EvalSet, Preprocess
 from edgevision.data import sources as sources_module
+from edgevision.data.budget import decoded_bytes
 from edgevision.data.sources import FolderSource, open_split, prepare_root
 from edgevision.data.spec import DataSpec
 from edgevision.errors import DataError
@@ -146,6 +147,82 @@ def test_eval_batches_cover_every_image_once(cifar_dataset: Dataset) -> None:
     # Normalised with ImageNet statistics: roughly zero-centred, not in [0, 1].
     assert -1.0 < float(all_images.mean()) < 1.0
     assert float(all_images.min()) < -1.0
+
+
+# --- evaluation sets of real 224 px photos: uint8 cache or PIL every pass --------------------
+
+
+def imagenette_eval_set(root: Path, split: str = "val", **data: object) -> EvalSet:
+    spec = DataSpec(root=root, train_split=split, eval_split=split, val_size=0, image_size=224,
+                    **data)  # type: ignore[arg-type]
+    return Dataset.from_spec(spec).eval_set()
+
+
+def per_image_path(eval_set: EvalSet) -> np.ndarray:
+    """The set's images preprocessed one by one with PIL (``Preprocess.__call__``)."""
+    return np.stack([eval_set.preprocess(eval_set.source.image(i)) for i in eval_set.indices])
+
+
+def all_batches(eval_set: EvalSet, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = zip(*eval_set.batches(batch_size), strict=True)
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def test_uint8_cached_eval_batches_equal_the_pil_path(imagenette_val_sample: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    cached = imagenette_eval_set(imagenette_val_sample)
+    assert cached.preload()
+    pixels, _ = cached._cache  # type: ignore[misc]
+    assert pixels.dtype == np.uint8 and pixels.shape == (100, 3, 224, 224)
+    assert pixels.nbytes == decoded_bytes(100, 3, 224)
+    assert "keeping the val set's 100 images (3x224x224) decoded in memory: 0.02 GB" in (
+        capsys.readouterr().err)
+    expected = per_image_path(cached)
+    for batch_size in (32, 100):  # every pass normalises from the cache alike
+        images, labels = all_batches(cached, batch_size)
+        assert images.dtype == np.float32 and np.array_equal(images, expected)
+        assert labels.tolist() == [cached.source.label(i) for i in cached.indices]
+    assert np.array_equal(cached.first(3), expected[:3])
+    assert np.array_equal(cached.first(102)[100:], expected[:2])  # repeated past the end
+    half = cached.part([1, 5, 99], "part")
+    assert np.array_equal(next(half.batches(3))[0], expected[[1, 5, 99]])
+    assert cached.sample_shape() == (3, 224, 224)
+    assert "decoded" not in capsys.readouterr().err  # logged once
+
+
+def test_over_the_memory_limit_eval_sets_decode_with_pil_every_pass(
+        imagenette_val_sample: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import edgevision.data as data
+
+    monkeypatch.setattr(data, "memory_limit", lambda: decoded_bytes(99, 3, 224))
+    uncached = imagenette_eval_set(imagenette_val_sample)
+    assert not uncached.preload() and uncached._cache is None
+    assert "the val set's 100 images (3x224x224) take 0.02 GB decoded, over the 0.01 GB limit" in (
+        capsys.readouterr().err)
+    expected = per_image_path(uncached)
+    for _ in range(2):
+        images, _labels = all_batches(uncached, 32)
+        assert uncached._cache is None and np.array_equal(images, expected)
+    assert np.array_equal(uncached.first(5), expected[:5])
+    assert "decoded" not in capsys.readouterr().err  # logged once
+    monkeypatch.setattr(data, "memory_limit", lambda: decoded_bytes(100, 3, 224))
+    assert imagenette_eval_set(imagenette_val_sample).preload()  # the limit itself fits
+
+
+def test_cached_greyscale_photos_are_three_equal_channels(imagenette_grey_sample: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgevision.data as data
+
+    grey = imagenette_eval_set(imagenette_grey_sample, "train", mean=[0.5], std=[0.5])
+    assert grey.preload()
+    images, _ = all_batches(grey, 8)
+    assert images.shape == (18, 3, 224, 224)
+    assert np.array_equal(images[:, 0], images[:, 1]) and np.array_equal(images[:, 0],
+                                                                          images[:, 2])
+    monkeypatch.setattr(data, "memory_limit", lambda: 0)
+    uncached = imagenette_eval_set(imagenette_grey_sample, "train", mean=[0.5], std=[0.5])
+    assert np.array_equal(all_batches(uncached, 8)[0], images)
 
 
 # --- preprocessing -----------------------------------------------------------------------------

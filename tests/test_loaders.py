@@ -12,15 +12,9 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from edgevision.data import Dataset
+from edgevision.data.budget import MEMORY_LIMIT, decoded_bytes, memory_limit
 from edgevision.data.loaders import SplitDataset, train_loader
-from edgevision.data.memory import (
-    MEMORY_LIMIT,
-    MemoryTrainLoader,
-    decoded_bytes,
-    memory_limit,
-    resample_boxes,
-    resized_crop_boxes,
-)
+from edgevision.data.memory import MemoryTrainLoader, resample_boxes, resized_crop_boxes
 from edgevision.data.spec import DataSpec
 from edgevision.errors import DataError
 
@@ -255,11 +249,11 @@ def test_crop_scale_must_be_an_increasing_pair_in_0_1(tmp_path: Path, scale: lis
 
 
 def test_the_memory_limit_is_half_the_available_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    import edgevision.data.memory as memory
+    import edgevision.data.budget as budget
 
-    monkeypatch.setattr(memory, "available_memory", lambda: 3_000_000_000)
+    monkeypatch.setattr(budget, "available_memory", lambda: 3_000_000_000)
     assert memory_limit() == 1_500_000_000
-    monkeypatch.setattr(memory, "available_memory", lambda: None)
+    monkeypatch.setattr(budget, "available_memory", lambda: None)
     assert memory_limit() == MEMORY_LIMIT
     monkeypatch.undo()
-    assert memory.available_memory() is not None
+    assert budget.available_memory() is not None

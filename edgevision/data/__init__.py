@@ -1,11 +1,13 @@
 """Data: sources, preprocessing and deterministic splits, as the recipe's data section says.
 
 ``Dataset.from_spec(spec, seed)`` opens the training and evaluation splits lazily. Evaluation
-batches are NumPy arrays (no torch needed); training loaders live in ``edgevision.data.loaders``.
+batches are NumPy arrays (no torch needed), from uint8 images decoded once when they fit in
+memory; training loaders live in ``edgevision.data.loaders``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -14,16 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from edgevision.data.preprocess import Preprocess
+from edgevision.data.budget import gigabytes, memory_limit
+from edgevision.data.preprocess import Preprocess, channels_first
 from edgevision.data.sources import FolderSource, ImageSource, open_split
 from edgevision.data.spec import DataSpec
 from edgevision.data.splits import SplitIndices, split_training_set, subset
 from edgevision.errors import DataError
+from edgevision.progress import log
 
 __all__ = ["Dataset", "EvalSet", "Preprocess", "preprocess_from_spec"]
-
-#: Evaluation sets smaller than this (float32 bytes) are decoded once and kept in memory.
-IN_MEMORY_LIMIT = 1 << 30
 
 
 def preprocess_from_spec(spec: DataSpec) -> Preprocess:
@@ -41,13 +42,22 @@ def different_sizes(name: str, shapes: set[tuple[int, ...]]) -> DataError:
 
 @dataclass
 class EvalSet:
-    """Preprocessed images and labels of one split's subset, served as NumPy batches."""
+    """Preprocessed images and labels of one split's subset, served as NumPy batches.
+
+    The set is decoded once (preprocessing geometry applied) and kept as uint8, ``N * C * H * W``
+    bytes, when that fits ``memory_limit()`` (2 GiB, or half the available memory); each batch
+    is then normalised from it with ``Preprocess.normalise_pixels``, the arithmetic of the PIL
+    path, so batches are the same either way. A larger set is decoded with PIL every pass.
+    """
 
     source: ImageSource
     indices: list[int]
     preprocess: Preprocess
     name: str = "eval"
+    #: the decoded images (uint8 NCHW) and labels, once kept
     _cache: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    #: whether the decoded set fits the memory limit, once decided (and logged)
+    _fits: bool | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -58,28 +68,33 @@ class EvalSet:
 
     def sample_shape(self) -> tuple[int, ...]:
         """(C, H, W) of one preprocessed image."""
-        return tuple(self._load(self.indices[:1])[0].shape[1:])
+        if self._cache is not None:
+            return tuple(self._cache[0].shape[1:])
+        return tuple(self._decode(self.indices[:1])[0].shape[1:])
 
     def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(images float32 NCHW, labels int64)`` in order."""
         self.preload()
         for start in range(0, len(self.indices), batch_size):
             if self._cache is not None:
-                images, labels = self._cache
-                yield images[start:start + batch_size], labels[start:start + batch_size]
+                pixels, labels = self._cache
+                yield (self.preprocess.normalise_pixels(pixels[start:start + batch_size]),
+                       labels[start:start + batch_size])
             else:
                 yield self._load(self.indices[start:start + batch_size])
 
     def first(self, count: int) -> np.ndarray:
         """The first ``count`` preprocessed images (repeated when the set is smaller)."""
-        picked = [self.indices[i % len(self.indices)] for i in range(count)]
-        return self._load(picked)[0]
+        positions = [i % len(self.indices) for i in range(count)]
+        if self._cache is not None:
+            return self.preprocess.normalise_pixels(self._cache[0][positions])
+        return self._load([self.indices[p] for p in positions])[0]
 
     def preload(self) -> bool:
         """Decode the whole set now and keep it, when it fits in memory (``True`` then): a
         corrupt or odd-sized image is reported before any work that would need it."""
         if self._cache is None and self._fits_in_memory():
-            self._cache = self._load(self.indices)
+            self._cache = self._decode(self.indices)
         return self._cache is not None
 
     def part(self, positions: list[int], name: str) -> EvalSet:
@@ -87,8 +102,8 @@ class EvalSet:
         them)."""
         cache = None
         if self._cache is not None:
-            images, labels = self._cache
-            cache = (images[positions], labels[positions])
+            pixels, labels = self._cache
+            cache = (pixels[positions], labels[positions])
         return EvalSet(self.source, [self.indices[p] for p in positions], self.preprocess,
                        name=name, _cache=cache)
 
@@ -101,23 +116,51 @@ class EvalSet:
         image that cannot be read or differs in size."""
         shapes: set[tuple[int, ...]] = set()
         for start in range(0, len(indices), batch_size):
-            shapes.add(self._load(indices[start:start + batch_size])[0].shape[1:])
+            shapes.add(self._decode(indices[start:start + batch_size])[0].shape[1:])
             if len(shapes) > 1:
                 raise different_sizes(self.name, {(0, *shape) for shape in shapes})
 
     def _fits_in_memory(self) -> bool:
-        per_image = int(np.prod(self.sample_shape())) * 4
-        return per_image * len(self.indices) <= IN_MEMORY_LIMIT
+        """Whether the decoded set fits ``memory_limit()``; decided and logged once."""
+        if self._fits is None:
+            shape = self.sample_shape()
+            needed = len(self.indices) * math.prod(shape)
+            limit = memory_limit()
+            self._fits = needed <= limit
+            size = "x".join(map(str, shape))
+            images = f"the {self.name} set's {len(self.indices):,} images ({size})"
+            if self._fits:
+                log(f"keeping {images} decoded in memory: {gigabytes(needed)} (uint8; limit "
+                    f"{gigabytes(limit)})")
+            else:
+                log(f"{images} take {gigabytes(needed)} decoded, over the {gigabytes(limit)} "
+                    "limit (2 GiB, or half the available memory): decoding them with PIL every "
+                    "pass instead")
+        return self._fits
 
     def _load(self, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The images at ``indices`` decoded and normalised (float32 NCHW), and their labels."""
+        pixels, labels = self._decode(indices)
+        return self.preprocess.normalise_pixels(pixels), labels
+
+    def _decode(self, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The images at ``indices`` after the preprocessing geometry (uint8 NCHW, filled in
+        place), and their labels (int64)."""
         if not indices:
             raise DataError(f"the {self.name} set is empty")
-        arrays = [self.preprocess(self.source.image(i)) for i in indices]
-        if len({a.shape for a in arrays}) > 1:
-            raise different_sizes(self.name, {a.shape for a in arrays})
-        images = np.stack(arrays)
+        first = self._pixels(indices[0])
+        pixels = np.empty((len(indices), *first.shape), dtype=np.uint8)
+        pixels[0] = first
+        for position, index in enumerate(indices[1:], start=1):
+            array = self._pixels(index)
+            if array.shape != first.shape:
+                raise different_sizes(self.name, {first.shape, array.shape})
+            pixels[position] = array
         labels = np.asarray([self.source.label(i) for i in indices], dtype=np.int64)
-        return images, labels
+        return pixels, labels
+
+    def _pixels(self, index: int) -> np.ndarray:
+        return channels_first(self.preprocess.geometry(self.source.image(index)))
 
 
 @dataclass

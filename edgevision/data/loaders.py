@@ -8,7 +8,8 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from edgevision.data import Dataset
-from edgevision.data.memory import MemoryTrainLoader, decode_split, decoded_bytes, memory_limit
+from edgevision.data.budget import decoded_bytes, gigabytes, memory_limit
+from edgevision.data.memory import MemoryTrainLoader, decode_split
 from edgevision.data.preprocess import Preprocess
 from edgevision.data.sources import ImageSource
 from edgevision.progress import log
@@ -92,17 +93,14 @@ def predecode_training(dataset: Dataset) -> bool:
     limit = memory_limit()
     count = f"{len(dataset.splits.train):,} training images at {size} px"
     if needed > limit:
-        log(f"{count} take {_gb(needed)} decoded, over the {_gb(limit)} limit (2 GiB, or half "
-            "the available memory): decoding them with PIL every epoch instead")
+        log(f"{count} take {gigabytes(needed)} decoded, over the {gigabytes(limit)} limit "
+            "(2 GiB, or half the available memory): decoding them with PIL every epoch instead")
         return False
-    log(f"decoding {count} once into memory: {_gb(needed)} (uint8; limit {_gb(limit)})")
+    log(f"decoding {count} once into memory: {gigabytes(needed)} (uint8; limit "
+        f"{gigabytes(limit)})")
     dataset.decoded_train = decode_split(dataset.train_source, dataset.splits.train,
                                          dataset.preprocess, dataset.spec.workers)
     return True
-
-
-def _gb(size: int) -> str:
-    return f"{size / 1e9:.2f} GB"
 
 
 def _native_size(dataset: Dataset) -> int:

@@ -15,9 +15,7 @@ crop) for the whole batch and resizes each box as torchvision's tensor ``resized
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,40 +32,8 @@ if TYPE_CHECKING:
     from edgevision.data.preprocess import Preprocess
     from edgevision.data.sources import ImageSource
 
-#: decoded training splits up to this size (uint8 bytes) are kept in memory, if they also fit
-#: in ``AVAILABLE_FRACTION`` of the memory available when they are decoded
-MEMORY_LIMIT = 2 << 30
-AVAILABLE_FRACTION = 0.5
 #: torchvision's RandomResizedCrop aspect-ratio range
 CROP_RATIO = (3 / 4, 4 / 3)
-
-
-def decoded_bytes(count: int, channels: int, size: int) -> int:
-    """The memory ``count`` images of ``channels x size x size`` take decoded as uint8."""
-    return count * channels * size * size
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available now (Linux: ``MemAvailable``; elsewhere the physical memory),
-    ``None`` when unknown."""
-    meminfo = Path("/proc/meminfo")
-    if meminfo.is_file():
-        for line in meminfo.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def memory_limit() -> int:
-    """The most bytes a decoded training split may take: ``MEMORY_LIMIT``, or less when half
-    the available memory is less."""
-    available = available_memory()
-    if available is None:
-        return MEMORY_LIMIT
-    return min(MEMORY_LIMIT, int(available * AVAILABLE_FRACTION))
 
 
 class MemoryTrainLoader:

@@ -39,7 +39,12 @@ class Preprocess:
 
     def normalise(self, image: Image.Image) -> np.ndarray:
         """PIL image → normalised CHW float32 array."""
-        array = channels_first(image).astype(np.float32) / 255.0
+        return self.normalise_pixels(channels_first(image))
+
+    def normalise_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 pixels, CHW or NCHW → normalised float32 (``(x / 255 - mean) / std``): the one
+        arithmetic of every evaluation path, so cached and freshly decoded images are equal."""
+        array = pixels.astype(np.float32) / 255.0
         mean = np.asarray(self.mean, dtype=np.float32).reshape(-1, 1, 1)
         std = np.asarray(self.std, dtype=np.float32).reshape(-1, 1, 1)
         return np.ascontiguousarray((array - mean) / std)
