@@ -7,6 +7,7 @@ device with just a runtime installed.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ from edgevision.io import atomic_path
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 METADATA_KEY = "edgevision"
+#: the metadata entry of a derived graph (INT8, FP16) naming the FP32 ONNX file it was made
+#: from, relative to its own folder
+FP32_SOURCE_KEY = "fp32_source"
 
 
 def set_metadata(proto: onnx.ModelProto, metadata: dict[str, Any]) -> None:
@@ -49,6 +53,27 @@ def read_metadata(path: Path) -> dict[str, Any]:
                 raise ArtifactError(f"{path}: its edgevision metadata is not valid JSON "
                                     f"({first_line(exc)})") from None
     return {}
+
+
+def fp32_origin(path: Path) -> Path | None:
+    """The FP32 ONNX file ``path`` is or was made from: the file its metadata's
+    ``fp32_source`` names, else ``path`` itself when its metadata says FP32 (or no precision);
+    None for a derived graph that does not record its source (written before it was recorded,
+    or by another tool)."""
+    metadata = read_metadata(path)
+    source = metadata.get(FP32_SOURCE_KEY)
+    if source:
+        return path.parent / str(source)
+    return path if metadata.get("precision", "fp32") == "fp32" else None
+
+
+def fp32_source_entry(src: Path, out: Path) -> dict[str, str]:
+    """The metadata entry for a graph written to ``out`` from ``src``: the FP32 file behind
+    ``src``, relative to ``out``'s folder ({} when unknown)."""
+    origin = fp32_origin(src)
+    if origin is None:
+        return {}
+    return {FP32_SOURCE_KEY: Path(os.path.relpath(origin, out.parent)).as_posix()}
 
 
 def load_onnx(path: Path, load_weights: bool = True) -> onnx.ModelProto:

@@ -138,6 +138,7 @@ def test_failed_rows_are_kept_with_their_error(artifacts: tuple[Path, Path, Data
                                dataset.eval_set())
     assert [r.variant for r in rows] == ["good", "bad"]
     assert rows[0].error is None and rows[0].latency
+    assert rows[0].origin == str(onnx_path)  # an FP32 graph is its own FP32 model
     assert rows[1].error is not None and "not a valid ONNX model" in rows[1].error
     report = build_report(rows, spec)
     lines = report_csv(report).splitlines()

@@ -96,7 +96,7 @@ def test_compress_writes_a_complete_run(tiny_run: Path) -> None:
 
 def test_compress_report_is_real(tiny_run: Path) -> None:
     report = json.loads((tiny_run / "report.json").read_text())
-    assert report["schema"] == "edgevision.report/2"
+    assert report["schema"] == "edgevision.report/3"
     assert report["environment"]["cpu_count"] >= 1
     rows = {row["backend"]: row for row in report["rows"]}
     assert set(rows) == {"pytorch", "onnxruntime"}

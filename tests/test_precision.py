@@ -22,7 +22,7 @@ from edgevision.export.precision import (
     measure_ranges,
     qdq_to_fp16,
 )
-from edgevision.onnxmeta import read_metadata, write_metadata
+from edgevision.onnxmeta import fp32_origin, read_metadata, write_metadata
 from edgevision.quantization.check import top1
 from edgevision.recipe import DataSpec
 from tests.conftest import export_resnet20
@@ -130,6 +130,8 @@ def test_fp16_graph_types_and_metadata(graphs: dict[str, Path]) -> None:
     assert meta["fp16"]["measured"] is True and meta["fp16"]["images"] == 64
     assert meta["fp16"]["kept_fp32"] == {}  # ResNet-20's activations stay far below 512
     assert meta["fp16"]["data_max"] == DATA_MAX and meta["fp16"]["init_max"] == FP16_MAX
+    origin = fp32_origin(graphs["fp16"])  # recorded: what the report compares its speed with
+    assert origin is not None and origin.resolve() == graphs["fp32"].resolve()
 
 
 def test_int8_fp16_graph_has_fp16_scales_and_compute(graphs: dict[str, Path]) -> None:

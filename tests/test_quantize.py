@@ -111,6 +111,29 @@ def test_fp16_graph_matches_fp32(quantized_run: tuple[Path, dict[str, Any]]) -> 
     assert abs(rows["fp16"]["accuracy"]["top1"] - rows["fp32"]["accuracy"]["top1"]) <= 0.2
 
 
+def test_quantized_rows_are_compared_with_their_fp32_model(
+        quantized_run: tuple[Path, dict[str, Any]]) -> None:
+    """Each graph the quantize stage writes records model.onnx as its FP32 source; the report
+    compares its p50 with model.onnx's on the same backend (which is slower is not asserted:
+    timings are noisy)."""
+    from edgevision.onnxmeta import fp32_origin
+
+    run_dir, report = quantized_run
+    for name in ("model.int8.onnx", "model.fp16.onnx", "model.int8-qat.onnx"):
+        assert fp32_origin(run_dir / name) == run_dir / "model.onnx"
+    rows = rows_by_variant(report)
+    assert {rows[v]["origin"] for v in ("fp32", "int8", "fp16", "int8-qat")} == {
+        str(run_dir / "model.onnx")}
+    entries = {e["variant"]: e for e in report["versus_fp32"]}
+    assert set(entries) == {"int8", "fp16", "int8-qat"}
+    fp32_p50 = rows["fp32"]["latency"][0]["p50_ms"]
+    for variant, entry in entries.items():
+        assert (entry["fp32_variant"], entry["matched_by"], entry["batch"]) == ("fp32", "origin", 8)
+        p50 = rows[variant]["latency"][0]["p50_ms"]
+        assert (entry["p50_ms"], entry["fp32_p50_ms"]) == (p50, fp32_p50)
+        assert entry["slower"] == (p50 > fp32_p50)
+
+
 def _dataset(run_dir: Path, **data: Any) -> Dataset:
     recipe = load_recipe(run_dir / "recipe.yaml")
     spec = recipe.data.model_copy(update=data)

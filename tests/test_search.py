@@ -79,11 +79,13 @@ def test_search_picks_fastest_within_budget(search_run: tuple[Path, Path, dict[s
     eligible = [r for r in measured if r.select_drop is not None
                 and r.select_drop <= SEARCH["accuracy_budget"]]
     assert eligible  # base/fp32 always is
-    fastest = min(eligible, key=lambda r: r.p50_ms or 0.0)
+    # a candidate slower than its level's FP32 one on its backend is never chosen
+    fastest = min((r for r in eligible if not r.slower_than_fp32), key=lambda r: r.p50_ms or 0.0)
     choice = report["choice"]
     assert choice["met"] and choice["chosen"] == fastest.name
     assert (run_dir / "deploy.onnx").read_bytes() == (run_dir / str(fastest.artifact)).read_bytes()
     assert all(r.within_budget == (r in eligible) for r in measured)
+    assert all((r.slower_than_fp32 is None) == (r.precision == "fp32") for r in measured)
     assert choice["message"].startswith(f"chosen {fastest.name}")
 
 

@@ -14,29 +14,40 @@ from rich.table import Table
 from edgevision.benchmarking.environment import environment
 from edgevision.benchmarking.runner import BenchmarkRow
 from edgevision.benchmarking.spec import BenchmarkSpec
+from edgevision.benchmarking.versus_fp32 import (
+    VERSUS_FP32,
+    compare_with_fp32,
+    slower_lines,
+    versus_fp32,
+)
 from edgevision.errors import BenchmarkError
 from edgevision.io import write_json_atomic, write_text_atomic
 
-#: /2 adds each row's ``agreement`` (outputs vs ONNX Runtime's); a /1 report reads as one with
-#: no agreement measured
-REPORT_SCHEMA = "edgevision.report/2"
+#: /2 adds each row's ``agreement`` (outputs vs ONNX Runtime's); /3 adds each row's ``origin``
+#: (the FP32 ONNX file it is or was made from) and ``versus_fp32`` (every non-FP32 row's p50
+#: against its FP32 model's on the same backend, per batch size; ``slower`` where above). A /1
+#: report reads as one with no agreement measured; /1 and /2 ones have their comparisons worked
+#: out from the rows (by MACs: they record no origin)
+REPORT_SCHEMA = "edgevision.report/3"
 REPORT_JSON = "report.json"
 REPORT_CSV = "report.csv"
 CSV_COLUMNS = ("variant", "backend", "device", "precision", "threads", "batch", "top1", "top5",
                "eval_images", "top1_agreement", "max_abs_diff", "p50_ms", "p90_ms", "p99_ms",
-               "mean_ms", "throughput_ips", "warmup", "iterations", "size_bytes", "macs", "params",
-               "artifact", "error")
+               "mean_ms", "throughput_ips", "fp32_p50_ms", "slower_than_fp32", "warmup",
+               "iterations", "size_bytes", "macs", "params", "artifact", "error")
 
 
 def build_report(rows: list[BenchmarkRow], spec: BenchmarkSpec,
                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The report as a JSON-able dict (schema ``edgevision.report/2``)."""
+    """The report as a JSON-able dict (schema ``edgevision.report/3``)."""
+    measured = [row.to_dict() for row in rows]
     return {
         "schema": REPORT_SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "environment": environment(),
         "settings": spec.model_dump(mode="json"),
-        "rows": [row.to_dict() for row in rows],
+        "rows": measured,
+        VERSUS_FP32: compare_with_fp32(measured),
         **(extra or {}),
     }
 
@@ -86,10 +97,14 @@ def check_measured(report: dict[str, Any], folder: Path | None) -> None:
 
 
 def report_csv(report: dict[str, Any]) -> str:
-    """One CSV line per row and batch size (one line with the error for failed rows)."""
+    """One CSV line per row and batch size (one line with the error for failed rows); a
+    non-FP32 row's line has its FP32 model's p50 and whether it is slower (blank: not
+    compared)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
+    versus = {(e["variant"], e["backend"], e["artifact"], e["batch"]): e
+              for e in versus_fp32(report)}
     for row in report["rows"]:
         accuracy = row["accuracy"] or {}
         base = {key: row[key] for key in ("variant", "backend", "device", "precision", "threads",
@@ -100,20 +115,26 @@ def report_csv(report: dict[str, Any]) -> str:
                     top1_agreement=agreement.get("top1_agreement"),
                     max_abs_diff=agreement.get("max_abs_diff"))
         for stats in row["latency"] or [{}]:
+            compared = versus.get((row["variant"], row["backend"], row["artifact"],
+                                   stats.get("batch")), {})
             writer.writerow({**base, **{k: stats.get(k) for k in (
                 "batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips", "warmup",
-                "iterations")}})
+                "iterations")}, "fp32_p50_ms": compared.get("fp32_p50_ms"),
+                "slower_than_fp32": compared.get("slower")})
     return buffer.getvalue()
 
 
 def report_table(report: dict[str, Any]) -> Table:
     """A rich table: one line per row, fastest first (largest batch), latency columns per batch
-    size, speedup vs the first row measured (the FP32 model in a run)."""
+    size, speedup vs the first row measured (the FP32 model in a run); under it, a line for
+    each reduced-precision row and batch size slower than its FP32 model."""
     batches = sorted({s["batch"] for row in report["rows"] for s in row["latency"]})
     env = report["environment"]
     title = (f"edgevision benchmark — {env['cpu']} ({env['cpu_count']} cores), "
              f"threads {report['settings'].get('threads') or 'all'}")
-    table = Table(title=title, title_justify="left")
+    slower = slower_lines(versus_fp32(report))
+    table = Table(title=title, title_justify="left", caption_justify="left",
+                  caption="\n".join(slower) or None, caption_style="yellow")
     compared = any(row.get("agreement") for row in report["rows"])
     for column in ("variant", "backend", "precision", "size MB", "MMACs", "params M", "top-1 %",
                    "top-5 %", *(["vs ORT top-1/max|Δ|"] if compared else [])):

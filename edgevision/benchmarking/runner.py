@@ -53,6 +53,9 @@ class BenchmarkRow:
     latency: list[LatencyStats] = field(default_factory=list)
     #: outputs vs ONNX Runtime's (CPU) on the same images and ONNX file (other backends' rows)
     agreement: Agreement | None = None
+    #: the FP32 ONNX file the artifact is or was made from (itself for an FP32 graph; None
+    #: where unknown): what its precision is compared with (``versus_fp32``)
+    origin: str | None = None
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,7 +66,7 @@ class BenchmarkRow:
             "accuracy": self.accuracy.to_dict() if self.accuracy else None,
             "latency": [stats.to_dict() for stats in self.latency],
             "agreement": self.agreement.to_dict() if self.agreement else None,
-            "error": self.error,
+            "origin": self.origin, "error": self.error,
         }
 
 
@@ -97,11 +100,22 @@ def benchmark_one(artifact: Artifact, backend_cls: type[Backend], spec: Benchmar
         with backend_cls(artifact.path, threads=threads, device=spec.device) as session:
             info = session.info
             row.precision, row.threads, row.device = info.precision, info.threads, info.device
+            row.origin = _origin(session)
             _measure(row, session, spec, eval_set)
     except EdgevisionError as exc:
         row.error = str(exc)
         log(f"[yellow]{artifact.variant} on {backend_cls.name}: {exc}[/yellow]")
     return row
+
+
+def _origin(session: Backend) -> str | None:
+    """The FP32 ONNX file behind the session's artifact (through the ONNX file it is or was
+    built from), as a path string; None where unknown."""
+    from edgevision.onnxmeta import fp32_origin
+
+    source = session.source_onnx()
+    origin = fp32_origin(source) if source is not None else None
+    return str(origin) if origin is not None else None
 
 
 def _measure(row: BenchmarkRow, session: Backend, spec: BenchmarkSpec,

@@ -43,7 +43,7 @@ from onnx import TensorProto, numpy_helper
 
 from edgevision.errors import EdgevisionError, ExportError, first_line
 from edgevision.io import atomic_path
-from edgevision.onnxmeta import load_onnx, read_metadata, set_metadata
+from edgevision.onnxmeta import fp32_source_entry, load_onnx, read_metadata, set_metadata
 
 #: FP16's largest finite value: ModelOpt AutoCast's default ``init_max``
 FP16_MAX = 65504.0
@@ -169,7 +169,8 @@ def _convert(model: onnx.ModelProto, src: Path, out: Path, samples: np.ndarray |
         out, precision, kept, samples is not None, 0 if samples is None else len(samples),
         data_max, init_max, opset, subnormal_scales=_subnormal_scales(converted),
         converted_nodes=sum(1 for n in model.graph.node if n.name not in kept))
-    set_metadata(converted, {**read_metadata(src), **result.to_metadata()})
+    set_metadata(converted, {**read_metadata(src), **fp32_source_entry(src, out),
+                             **result.to_metadata()})
     with atomic_path(out) as tmp:
         onnx.save(converted, str(tmp))
     return result

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.table import Table
 
 SEARCH_SCHEMA = "edgevision.search/1"
+#: the table's mark of a candidate slower than its level's FP32 candidate
+SLOWER_MARK = "⊘"
 
 
 class Row(BaseModel):
@@ -40,6 +42,10 @@ class Row(BaseModel):
     throughput_ips: float | None
     speedup: float | None
     within_budget: bool | None
+    #: a reduced-precision candidate slower at the search batch than its level's FP32 candidate
+    #: on the same backend (never chosen); None: FP32 itself, not compared, or a report from
+    #: before the comparison
+    slower_than_fp32: bool | None = None
     error: str | None
 
 
@@ -89,11 +95,13 @@ def sorted_rows(rows: list[Row]) -> list[Row]:
 
 
 def search_table(report: SearchReport) -> Table:
-    """The rich table: sorted by latency, the chosen row marked, errors in place of figures."""
+    """The rich table: sorted by latency, the chosen row marked (and those slower than their
+    FP32 candidate), errors in place of figures."""
     env = report.environment
     table = Table(title=f"edgevision search — {env.get('cpu')} ({env.get('cpu_count')} cores), "
                         f"{', '.join(backends(report)) or '-'}, batch {report.batch}"
-                        f"; {report.choice.message}", title_justify="left")
+                        f"; {report.choice.message}", title_justify="left",
+                  caption=slower_note(report), caption_justify="left", caption_style="yellow")
     for column in ("", "variant", "backend", "precision", "size MB", "MMACs", "sel. drop",
                    "top-1 %", "drop", "b1 p50/p99 ms", f"b{report.batch} p50/p99 ms",
                    "spread %", "img/s", "speedup"):
@@ -115,8 +123,18 @@ def fmt(value: float | None, digits: int = 2, scale: float = 1.0) -> str:
     return "-" if value is None else f"{value / scale:.{digits}f}"
 
 
+def slower_note(report: SearchReport) -> str | None:
+    """The line under the table and the summary's: which candidates are slower than FP32."""
+    slower = [row.name for row in sorted_rows(report.rows) if row.slower_than_fp32]
+    if not slower:
+        return None
+    return (f"{SLOWER_MARK} slower than the FP32 candidate of its level on its backend at batch "
+            f"{report.batch}, never chosen: {', '.join(slower)}")
+
+
 def _cells(row: Row, chosen: str | None) -> list[str]:
-    mark = "★" if row.name == chosen else ("✓" if row.within_budget else "")
+    mark = ("★" if row.name == chosen else SLOWER_MARK if row.slower_than_fp32
+            else "✓" if row.within_budget else "")
     head = [mark, row.name, row.backend, row.precision, fmt(row.size_bytes, 2, 1e6),
             fmt(row.macs, 1, 1e6)]
     if row.error:

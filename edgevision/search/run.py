@@ -20,7 +20,7 @@ from edgevision.search.measure import (
     variants,
 )
 from edgevision.search.report import Row, SearchReport, search_csv, search_table
-from edgevision.search.select import choose, within_budget
+from edgevision.search.select import choose, slower_than_fp32, within_budget
 from edgevision.search.splits import search_splits
 
 if TYPE_CHECKING:
@@ -89,6 +89,8 @@ def _rows(candidates: list[Candidate], measured: dict[str, Measurement], spec: S
             within_budget=None, error=m.error)
         row.within_budget = within_budget(row, spec)
         rows.append(row)
+    for row in rows:
+        row.slower_than_fp32 = slower_than_fp32(row, rows)
     return rows
 
 

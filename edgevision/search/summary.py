@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgevision.search.report import SearchReport, backends, fmt, sorted_rows
+from edgevision.search.report import SearchReport, backends, fmt, slower_note, sorted_rows
 
 
 def summary_markdown(report: SearchReport) -> str:
@@ -41,6 +41,10 @@ def summary_markdown(report: SearchReport) -> str:
             f"| {fmt(row.b1_p50_ms)}/{fmt(row.b1_p99_ms)} | "
             f"{fmt(row.p50_ms)}/{fmt(row.p99_ms)} | {fmt(row.spread_pct, 1)} | "
             f"{fmt(row.throughput_ips, 0)} | {fmt(row.speedup)}x | "
-            f"{'yes' if row.within_budget else 'no'} |")
+            f"{'yes' if row.within_budget else 'no'}"
+            f"{', slower than FP32' if row.slower_than_fp32 else ''} |")
+    note = slower_note(report)
+    if note:
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 

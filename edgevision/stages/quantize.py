@@ -31,11 +31,12 @@ def written_files(config: QuantizeConfig) -> list[str]:
 @register_stage("quantize", phase="artifact")
 def run_quantize(config: QuantizeConfig, state: PipelineState) -> None:
     """Quantize the run's final ``model.onnx`` into the precisions the config asks for."""
-    from edgevision.onnxmeta import read_metadata
+    from edgevision.onnxmeta import FP32_SOURCE_KEY, read_metadata
     from edgevision.quantization.run import clean_work
 
     fp32 = state.run.path / "model.onnx"
-    metadata = read_metadata(fp32)
+    # every graph written here lies beside model.onnx and records it as its FP32 source
+    metadata = {**read_metadata(fp32), FP32_SOURCE_KEY: fp32.name}
     written = written_files(config)
     for name in written:  # a graph from earlier settings must not outlive them
         (state.run.path / name).unlink(missing_ok=True)
