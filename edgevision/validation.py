@@ -34,7 +34,7 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel], prefix:
     message = error["msg"].removeprefix("Value error, ")
     value: Any = error.get("input")
     shown = f" (got {value!r})" if not isinstance(value, dict | list) and loc else ""
-    return f"{dotted or 'recipe'}: {message}{shown}{more}"
+    return f"{dotted.rstrip('.') or 'recipe'}: {message}{shown}{more}"
 
 
 def model_at(model: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:

