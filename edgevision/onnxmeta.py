@@ -58,12 +58,14 @@ def read_metadata(path: Path) -> dict[str, Any]:
 def fp32_origin(path: Path) -> Path | None:
     """The FP32 ONNX file ``path`` is or was made from: the file its metadata's
     ``fp32_source`` names, else ``path`` itself when its metadata says FP32 (or no precision);
-    None for a derived graph that does not record its source (written before it was recorded,
-    or by another tool)."""
+    None for a derived graph that does not record its source (written before it was recorded)
+    or whose recorded source is not beside it (a copied graph: ``deploy.onnx``, a bundle)."""
     metadata = read_metadata(path)
     source = metadata.get(FP32_SOURCE_KEY)
     if source:
-        return path.parent / str(source)
+        origin = path.parent / str(source)
+        copied = not origin.is_file() or origin.resolve() == path.resolve()
+        return None if copied else origin
     return path if metadata.get("precision", "fp32") == "fp32" else None
 
 
@@ -73,7 +75,10 @@ def fp32_source_entry(src: Path, out: Path) -> dict[str, str]:
     origin = fp32_origin(src)
     if origin is None:
         return {}
-    return {FP32_SOURCE_KEY: Path(os.path.relpath(origin, out.parent)).as_posix()}
+    try:
+        return {FP32_SOURCE_KEY: Path(os.path.relpath(origin, out.parent)).as_posix()}
+    except ValueError:  # another drive (Windows): no relative path
+        return {}
 
 
 def load_onnx(path: Path, load_weights: bool = True) -> onnx.ModelProto:

@@ -6,12 +6,12 @@ depthwise Lite0 within a stated tolerance of FP32 on real photos."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from edgevision.recipe import Recipe
 from tests.conftest import IMAGENETTE_IMAGENET_INDEX
@@ -82,7 +82,7 @@ def test_chain_runs_end_to_end_at_224(name: str, imagenette_root: Path,
     assert set(rows) == {(v, b) for v in variants for b in BACKENDS}
     failed = {key: row["error"] for key, row in rows.items() if row["error"]}
     assert not failed
-    info = yaml.safe_load((tmp_path / "run" / "run.json").read_text())["info"]["prune"]
+    info = json.loads((tmp_path / "run" / "run.json").read_text())["info"]["prune"]
     assert info["granularity"] == CHAINS[name] and info["macs_fraction"] <= 0.8
     macs = [rows[(v, "onnxruntime")]["macs"] for v in variants]
     assert len(set(macs[-3:])) == 1  # pruning fixed the MACs; distilling, INT8 keep them

