@@ -137,6 +137,20 @@ def test_derived_graphs_record_their_fp32_source(tmp_path: Path) -> None:
     assert read_metadata(typed)["precision"] == "int8+fp16"
 
 
+def test_a_copied_graph_has_no_origin(tmp_path: Path) -> None:
+    """A byte copy keeps ``fp32_source: model.onnx``, which names nothing (a bundle) or
+    itself beside the copy: neither is its FP32 model, so it is matched by MACs."""
+    int8 = _graph(tmp_path / "model.int8.onnx", {"precision": "int8", "fp32_source": "model.onnx"})
+    (tmp_path / "bundle").mkdir()
+    copy = tmp_path / "bundle" / "model.onnx"
+    copy.write_bytes(int8.read_bytes())
+    assert fp32_origin(copy) is None
+    elsewhere = tmp_path / "deploy"
+    elsewhere.mkdir()
+    (elsewhere / "deploy.onnx").write_bytes(int8.read_bytes())
+    assert fp32_origin(elsewhere / "deploy.onnx") is None
+
+
 # --- the search -----------------------------------------------------------------------------
 
 def search_row(name: str, p50: float, select_drop: float, select_top1: float = 90.0,
