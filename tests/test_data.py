@@ -193,9 +193,9 @@ def test_uint8_cached_eval_batches_equal_the_pil_path(imagenette_val_sample: Pat
 def test_over_the_memory_limit_eval_sets_decode_with_pil_every_pass(
         imagenette_val_sample: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    import edgevision.data as data
+    import edgevision.data.budget as budget
 
-    monkeypatch.setattr(data, "memory_limit", lambda: decoded_bytes(99, 3, 224))
+    monkeypatch.setattr(budget, "memory_limit", lambda: decoded_bytes(99, 3, 224))
     uncached = imagenette_eval_set(imagenette_val_sample)
     assert not uncached.preload() and uncached._cache is None
     assert "the val set's 100 images (3x224x224) take 0.02 GB decoded, over the 0.01 GB limit" in (
@@ -206,13 +206,13 @@ def test_over_the_memory_limit_eval_sets_decode_with_pil_every_pass(
         assert uncached._cache is None and np.array_equal(images, expected)
     assert np.array_equal(uncached.first(5), expected[:5])
     assert "decoded" not in capsys.readouterr().err  # logged once
-    monkeypatch.setattr(data, "memory_limit", lambda: decoded_bytes(100, 3, 224))
+    monkeypatch.setattr(budget, "memory_limit", lambda: decoded_bytes(100, 3, 224))
     assert imagenette_eval_set(imagenette_val_sample).preload()  # the limit itself fits
 
 
 def test_cached_greyscale_photos_are_three_equal_channels(imagenette_grey_sample: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import edgevision.data as data
+    import edgevision.data.budget as budget
 
     grey = imagenette_eval_set(imagenette_grey_sample, "train", mean=[0.5], std=[0.5])
     assert grey.preload()
@@ -220,7 +220,7 @@ def test_cached_greyscale_photos_are_three_equal_channels(imagenette_grey_sample
     assert images.shape == (18, 3, 224, 224)
     assert np.array_equal(images[:, 0], images[:, 1]) and np.array_equal(images[:, 0],
                                                                           images[:, 2])
-    monkeypatch.setattr(data, "memory_limit", lambda: 0)
+    monkeypatch.setattr(budget, "memory_limit", lambda: 0)
     uncached = imagenette_eval_set(imagenette_grey_sample, "train", mean=[0.5], std=[0.5])
     assert np.array_equal(all_batches(uncached, 8)[0], images)
 

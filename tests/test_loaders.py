@@ -212,9 +212,9 @@ def test_decoded_memory_is_the_estimate(imagenette_train_sample: Path) -> None:
 
 def test_over_the_memory_limit_it_reads_with_pil(imagenette_train_sample: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import edgevision.data.loaders as loaders
+    import edgevision.data.budget as budget
 
-    monkeypatch.setattr(loaders, "memory_limit", lambda: decoded_bytes(79, 3, 224))
+    monkeypatch.setattr(budget, "memory_limit", lambda: decoded_bytes(79, 3, 224))
     dataset = imagenette(imagenette_train_sample, train_limit=80, batch_size=8)
     loader = train_loader(dataset, seed=0)
     assert isinstance(loader, DataLoader) and dataset.decoded_train is None

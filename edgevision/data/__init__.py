@@ -16,13 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from edgevision.data.budget import gigabytes, memory_limit
+from edgevision.data.budget import fits_in_memory
 from edgevision.data.preprocess import Preprocess, channels_first
 from edgevision.data.sources import FolderSource, ImageSource, open_split
 from edgevision.data.spec import DataSpec
 from edgevision.data.splits import SplitIndices, split_training_set, subset
 from edgevision.errors import DataError
-from edgevision.progress import log
 
 __all__ = ["Dataset", "EvalSet", "Preprocess", "preprocess_from_spec"]
 
@@ -124,18 +123,11 @@ class EvalSet:
         """Whether the decoded set fits ``memory_limit()``; decided and logged once."""
         if self._fits is None:
             shape = self.sample_shape()
-            needed = len(self.indices) * math.prod(shape)
-            limit = memory_limit()
-            self._fits = needed <= limit
             size = "x".join(map(str, shape))
             images = f"the {self.name} set's {len(self.indices):,} images ({size})"
-            if self._fits:
-                log(f"keeping {images} decoded in memory: {gigabytes(needed)} (uint8; limit "
-                    f"{gigabytes(limit)})")
-            else:
-                log(f"{images} take {gigabytes(needed)} decoded, over the {gigabytes(limit)} "
-                    "limit (2 GiB, or half the available memory): decoding them with PIL every "
-                    "pass instead")
+            self._fits = fits_in_memory(len(self.indices) * math.prod(shape), images,
+                                        f"keeping {images} decoded in memory",
+                                        "decoding them with PIL every pass instead")
         return self._fits
 
     def _load(self, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:

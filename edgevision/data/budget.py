@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edgevision.progress import log
+
 #: decoded images up to this size (uint8 bytes) are kept in memory, if they also fit in
 #: ``AVAILABLE_FRACTION`` of the memory available when they are decoded
 MEMORY_LIMIT = 2 << 30
@@ -38,6 +40,20 @@ def memory_limit() -> int:
     if available is None:
         return MEMORY_LIMIT
     return min(MEMORY_LIMIT, int(available * AVAILABLE_FRACTION))
+
+
+def fits_in_memory(needed: int, images: str, kept: str, fallback: str) -> bool:
+    """Whether ``needed`` bytes of decoded ``images`` fit ``memory_limit()``, logged either way:
+    ``<kept>: 1.27 GB (uint8; limit 2.15 GB)``, or ``<images> take ... over the ... limit
+    (...): <fallback>``."""
+    limit = memory_limit()
+    if needed > limit:
+        rule = f"{MEMORY_LIMIT / 2**30:g} GiB, or {AVAILABLE_FRACTION:.0%} of the available memory"
+        log(f"{images} take {gigabytes(needed)} decoded, over the {gigabytes(limit)} limit "
+            f"({rule}): {fallback}")
+        return False
+    log(f"{kept}: {gigabytes(needed)} (uint8; limit {gigabytes(limit)})")
+    return True
 
 
 def gigabytes(size: int) -> str:

@@ -8,11 +8,10 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from edgevision.data import Dataset
-from edgevision.data.budget import decoded_bytes, gigabytes, memory_limit
+from edgevision.data.budget import decoded_bytes, fits_in_memory
 from edgevision.data.memory import MemoryTrainLoader, decode_split
 from edgevision.data.preprocess import Preprocess
 from edgevision.data.sources import ImageSource
-from edgevision.progress import log
 
 #: what ``train_loader`` returns: iterable batches ``(images, labels)`` with ``len`` and a
 #: ``generator``
@@ -90,14 +89,10 @@ def predecode_training(dataset: Dataset) -> bool:
         return False
     size = dataset.spec.image_size or _native_size(dataset)
     needed = decoded_bytes(len(dataset.splits.train), dataset.spec.channels, size)
-    limit = memory_limit()
     count = f"{len(dataset.splits.train):,} training images at {size} px"
-    if needed > limit:
-        log(f"{count} take {gigabytes(needed)} decoded, over the {gigabytes(limit)} limit "
-            "(2 GiB, or half the available memory): decoding them with PIL every epoch instead")
+    if not fits_in_memory(needed, count, f"decoding {count} once into memory",
+                          "decoding them with PIL every epoch instead"):
         return False
-    log(f"decoding {count} once into memory: {gigabytes(needed)} (uint8; limit "
-        f"{gigabytes(limit)})")
     dataset.decoded_train = decode_split(dataset.train_source, dataset.splits.train,
                                          dataset.preprocess, dataset.spec.workers)
     return True
