@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
 import pytest
 import yaml
 
@@ -24,6 +25,18 @@ IMAGENETTE_IMAGENET_INDEX = {
     "n01440764": 0, "n02102040": 217, "n02979186": 482, "n03000684": 491, "n03028079": 497,
     "n03394916": 566, "n03417042": 569, "n03425413": 571, "n03445777": 574, "n03888257": 701}
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def imagenet_labels(classes: list[str], labels: np.ndarray) -> np.ndarray:
+    """imagenette labels (indices into ``classes``, its wnid folders) as ImageNet-1k indices."""
+    return np.asarray([IMAGENETTE_IMAGENET_INDEX[c] for c in classes])[labels]
+
+
+def ten_class_top1(logits: np.ndarray, imagenet: np.ndarray) -> float:
+    """The fraction of photos whose highest 1000-way logit among the ten imagenette classes'
+    ImageNet indices is their own (``imagenet``: their ImageNet-1k labels)."""
+    ten = np.asarray(sorted(IMAGENETTE_IMAGENET_INDEX.values()))
+    return float(np.mean(ten[logits[:, ten].argmax(1)] == imagenet))
 
 
 def _openvino_availability() -> Any:

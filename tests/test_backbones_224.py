@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edgevision.recipe import Recipe
-from tests.conftest import IMAGENETTE_IMAGENET_INDEX
+from tests.conftest import imagenet_labels, ten_class_top1
 
 #: family → the pruning granularity its chain runs (both kinds are covered)
 CHAINS = {
@@ -133,11 +133,10 @@ def test_int8_of_pretrained_lite0_stays_near_fp32_on_real_photos(
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         return np.asarray(session.run(None, {session.get_inputs()[0].name: images})[0])
 
-    imagenet = np.asarray([IMAGENETTE_IMAGENET_INDEX[c] for c in eval_set.classes])[labels]
-    ten = np.asarray(sorted(IMAGENETTE_IMAGENET_INDEX.values()))
+    imagenet = imagenet_labels(eval_set.classes, labels)
 
     def top1(scores: np.ndarray) -> float:
-        return 100.0 * float(np.mean(ten[scores[:, ten].argmax(1)] == imagenet))
+        return 100.0 * ten_class_top1(scores, imagenet)
 
     fp32_logits, int8_logits = logits(fp32), logits(int8)
     assert len(labels) == 100 and top1(fp32_logits) >= 95.0

