@@ -224,8 +224,7 @@ def benchmark(
              "file.")],
     backend: Annotated[list[str] | None, typer.Option(
         "--backend", "-b", help="Backend to run (repeatable): pytorch, onnxruntime, "
-                                "openvino, onnxruntime-openvino, tensorrt (`edgevision list "
-                                "backends`). "
+                                "openvino, tensorrt (`edgevision list backends`). "
                                 "Default: the recipe's, else every backend installed here "
                                 "that runs the file.")] = None,
     batch: Annotated[list[int] | None, typer.Option(

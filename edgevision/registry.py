@@ -29,6 +29,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self.hint = hint
         self._items: dict[str, T] = {}
+        self._retired: dict[str, str] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering ``obj`` under ``name`` (names are unique)."""
@@ -41,11 +42,19 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def retire(self, name: str, instead: str) -> None:
+        """Make ``name``, once registered, fail with what to use ``instead``."""
+        self._retired[name] = instead
+
     def get(self, name: str) -> T:
-        """Return the object registered as ``name`` or raise an error suggesting close names."""
+        """Return the object registered as ``name`` or raise an error suggesting close names
+        (or, for a retired name, what replaced it)."""
         try:
             return self._items[name]
         except KeyError:
+            if name in self._retired:
+                raise UnknownNameError(f"{self.kind} {name!r} was removed: "
+                                       f"{self._retired[name]}") from None
             raise UnknownNameError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str, extra_choices: list[str] | None = None) -> str:

@@ -39,21 +39,6 @@ def ten_class_top1(logits: np.ndarray, imagenet: np.ndarray) -> float:
     return float(np.mean(ten[logits[:, ten].argmax(1)] == imagenet))
 
 
-def _openvino_availability() -> Any:
-    from edgevision.backends import get_backend
-
-    return get_backend("onnxruntime-openvino").availability()
-
-
-#: whether ONNX Runtime's OpenVINO provider is installed here (.venv-openvino), and why not
-OPENVINO = _openvino_availability()
-#: for tests that need it: they skip without it, except where scripts/test requires it
-#: (EDGEVISION_REQUIRE_OPENVINO=1 in .venv-openvino), where they fail
-needs_openvino = pytest.mark.skipif(
-    not OPENVINO.ok and os.environ.get("EDGEVISION_REQUIRE_OPENVINO") != "1",
-    reason=f"{OPENVINO.reason} (scripts/test runs this in .venv-openvino)")
-
-
 def missing(message: str) -> NoReturn:
     """Something a test needs is missing: fail under CI=true (CI must have it), else skip,
     saying what."""

@@ -39,8 +39,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, cifar_archive: Path,
 
 def test_registry_and_routing(artifacts: tuple[Path, Path, Dataset]) -> None:
     pt, onnx_path, _ = artifacts
-    assert BACKENDS.names() == ["onnxruntime", "onnxruntime-openvino", "openvino", "pytorch",
-                               "tensorrt"]
+    assert BACKENDS.names() == ["onnxruntime", "openvino", "pytorch", "tensorrt"]
     assert backends_for(onnx_path, ["pytorch", "onnxruntime"]) == [OnnxRuntimeBackend]
     assert backends_for(onnx_path.with_suffix(".engine"), BACKENDS.names())[0].name == "tensorrt"
     assert backends_for(pt, ["pytorch", "onnxruntime"]) == [PyTorchBackend]

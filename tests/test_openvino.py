@@ -1,11 +1,6 @@
 """OpenVINO on a real exported ResNet-20 and its INT8 QDQ and FP16 graphs, against ONNX
 Runtime's CPU provider on CIFAR-10 JPEG images: the `openvino` backend (OpenVINO's own runtime,
-the `openvino` extra, installed in .venv) and the `onnxruntime-openvino` backend (ONNX Runtime's
-OpenVINO execution provider).
-
-The onnxruntime-openvino tests need that build: `scripts/test` runs them in .venv-openvino with
-EDGEVISION_REQUIRE_OPENVINO=1, where they fail rather than skip. Where the build is absent (the
-main .venv) the backend's unavailability is tested instead."""
+the `openvino` extra, installed in .venv by scripts/setup)."""
 
 from __future__ import annotations
 
@@ -14,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgevision.backends import OnnxRuntimeBackend, OnnxRuntimeOpenVinoBackend, get_backend
+from edgevision.backends import OnnxRuntimeBackend, get_backend
 from edgevision.backends.openvino import OpenVinoBackend
 from edgevision.benchmarking import Artifact, measure_accuracy
 from edgevision.benchmarking.runner import benchmark_artifacts
 from edgevision.data import Dataset
-from edgevision.errors import ArtifactError, BackendUnavailableError
+from edgevision.errors import ArtifactError, BackendUnavailableError, UnknownNameError
 from edgevision.pipeline.benchmark import benchmark
 from edgevision.recipe import BenchmarkSpec, DataSpec
-from tests.conftest import CIFAR_ARCHIVE, OPENVINO, export_resnet20, needs_openvino
+from tests.conftest import CIFAR_ARCHIVE, export_resnet20
 
 
 @pytest.fixture(scope="module")
@@ -51,91 +46,32 @@ def test_images(cifar_archive: Path) -> Dataset:
     return Dataset.from_spec(DataSpec(root=cifar_archive, eval_limit=500))
 
 
-@pytest.mark.openvino
-@needs_openvino
-def test_fp32_logits_match_the_cpu_provider(models: dict[str, Path], test_images: Dataset
-                                            ) -> None:
-    images = test_images.eval_set().first(64)
-    with OnnxRuntimeBackend(models["fp32"], threads=2) as cpu, \
-            OnnxRuntimeOpenVinoBackend(models["fp32"], threads=2) as openvino:
-        expected, got = cpu.run(images), openvino.run(images)
-        info = openvino.info
-    assert info.details["providers"][0] == "OpenVINOExecutionProvider"
-    assert info.device == "cpu" and info.threads == 2 and info.precision == "fp32"
-    np.testing.assert_allclose(got, expected, atol=1e-3, rtol=1e-3)
+def test_removed_provider_backend_names_its_replacement() -> None:
+    """onnxruntime-openvino (ONNX Runtime's OpenVINO provider, which replaced the onnxruntime
+    package) was removed for the openvino backend: its name says so in one line."""
+    with pytest.raises(UnknownNameError, match="'onnxruntime-openvino' was removed: use "
+                                               "'openvino'") as caught:
+        get_backend("onnxruntime-openvino")
+    assert "\n" not in str(caught.value)
+    with pytest.raises(UnknownNameError, match="was removed"):
+        BenchmarkSpec(backends=["onnxruntime-openvino"])
 
 
-@pytest.mark.openvino
-@needs_openvino
-def test_int8_top1_matches_the_cpu_provider(models: dict[str, Path], test_images: Dataset
-                                            ) -> None:
-    eval_set = test_images.eval_set()
-    with OnnxRuntimeBackend(models["int8"], threads=2) as cpu, \
-            OnnxRuntimeOpenVinoBackend(models["int8"], threads=2) as openvino:
-        on_cpu = measure_accuracy(cpu, eval_set, 64)
-        on_openvino = measure_accuracy(openvino, eval_set, 64)
-    assert on_openvino.images == on_cpu.images == 500
-    assert on_cpu.top1 > 80.0  # a working INT8 ResNet-20, not noise
-    assert abs(on_openvino.top1 - on_cpu.top1) <= 1.0  # ≤ 5 of 500 images differ
-
-
-@pytest.mark.openvino
-@needs_openvino
-def test_benchmark_rows_on_both_providers(models: dict[str, Path], test_images: Dataset) -> None:
-    spec = BenchmarkSpec(backends=["onnxruntime", "onnxruntime-openvino"], batch_sizes=[1, 8],
-                         warmup=2, iterations=3, threads=2)
-    rows = benchmark_artifacts([Artifact("int8", models["int8"])], spec,
-                               test_images.eval_set())
-    assert [row.backend for row in rows] == ["onnxruntime", "onnxruntime-openvino"]
-    for row in rows:
-        assert row.error is None and row.accuracy is not None
-        assert [stats.batch for stats in row.latency] == [1, 8]
-
-
-@pytest.mark.openvino
-@needs_openvino
-def test_cpu_only(models: dict[str, Path]) -> None:
-    with pytest.raises(BackendUnavailableError, match="runs on the CPU only"), \
-            OnnxRuntimeOpenVinoBackend(models["fp32"], device="cuda"):
-        pass
-
-
-def test_unavailable_here_says_how_to_install(models: dict[str, Path], test_images: Dataset
-                                              ) -> None:
-    if OPENVINO.ok:
-        pytest.skip("onnxruntime-openvino is installed here")
-    assert "has no OpenVINOExecutionProvider" in OPENVINO.reason
-    assert "pip install onnxruntime-openvino" in OPENVINO.reason
-    assert get_backend("onnxruntime-openvino") is OnnxRuntimeOpenVinoBackend
-    with pytest.raises(BackendUnavailableError, match="'onnxruntime-openvino' is unavailable"), \
-            OnnxRuntimeOpenVinoBackend(models["fp32"]):
-        pass
-    spec = BenchmarkSpec(backends=["onnxruntime", "onnxruntime-openvino"], batch_sizes=[1],
-                         warmup=1, iterations=2, accuracy=False)
-    rows = benchmark_artifacts([Artifact("fp32", models["fp32"])], spec, test_images.eval_set())
-    assert rows[0].error is None
-    assert rows[1].backend == "onnxruntime-openvino" and "unavailable" in (rows[1].error or "")
-    # named, it gets its error row; unnamed (a lone file: every backend that runs it), it is left
-    # out while another one runs the file
+def test_lone_file_runs_on_every_installed_backend(models: dict[str, Path]) -> None:
+    """Unnamed backends (a lone file): every installed one that runs it, openvino included."""
     report = benchmark(models["fp32"], batch_sizes=[1], warmup=1, iterations=2,
                        data=CIFAR_ARCHIVE, limit=32)
     installed = ["onnxruntime", *(["openvino"] if OpenVinoBackend.availability().ok else [])]
     assert [row["backend"] for row in report["rows"]] == installed
+    assert all(row["error"] is None for row in report["rows"])
 
 
-@pytest.mark.openvino  # runs in both environments
 def test_environment_records_the_onnxruntime_that_ran() -> None:
     import onnxruntime
 
     from edgevision.benchmarking.environment import library_versions
 
-    versions = library_versions()
-    assert versions["onnxruntime"] == onnxruntime.__version__
-    if OPENVINO.ok:  # .venv-openvino: its build, not .venv's onnxruntime metadata beneath it
-        assert versions["onnxruntime-openvino"] == onnxruntime.__version__
-
-
-# --- the openvino backend: OpenVINO's own runtime (in .venv) ---
+    assert library_versions()["onnxruntime"] == onnxruntime.__version__
 
 
 def test_native_fp32_logits_match_the_cpu_provider(models: dict[str, Path],

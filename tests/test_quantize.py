@@ -140,7 +140,6 @@ def _dataset(run_dir: Path, **data: Any) -> Dataset:
     return Dataset.from_spec(spec, recipe.seed)
 
 
-@pytest.mark.openvino  # also run in .venv-openvino, whose ONNX Runtime (1.24) cannot cache
 def test_calibration_cache_is_reused(quantized_run: tuple[Path, dict[str, Any]],
                                      tmp_path: Path) -> None:
     from edgevision.quantization.run import quantize_model
@@ -151,7 +150,7 @@ def test_calibration_cache_is_reused(quantized_run: tuple[Path, dict[str, Any]],
     config = QuantizeConfig()
     first = quantize_model(fp32, tmp_path / "a.onnx", config, _dataset(run_dir), tmp_path / "w")
     caches = list(tmp_path.glob("model.ranges-minmax-*.json"))
-    if not SUPPORTS_CACHE:  # ONNX Runtime < 1.27 (onnxruntime-openvino 1.24): recomputed
+    if not SUPPORTS_CACHE:  # ONNX Runtime < 1.27: recomputed
         again = quantize_model(fp32, tmp_path / "b.onnx", config, _dataset(run_dir),
                                tmp_path / "w")
         assert first.info["calibration"]["cache_hit"] is again.info["calibration"][

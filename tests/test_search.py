@@ -1,7 +1,6 @@
 """The search on real data, CPU, a tiny space: ResNet-20 unpruned and pruned to half its MACs
-(one short distillation) × FP32/INT8, measured on ONNX Runtime on 300 CIFAR-10 JPEG images —
-and on its OpenVINO build where installed (.venv-openvino; elsewhere those rows carry why
-not)."""
+(one short distillation) × FP32/INT8, measured on ONNX Runtime and on OpenVINO's own runtime
+on 300 CIFAR-10 JPEG images."""
 
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ from edgevision.pipeline import compress
 from edgevision.recipe import load_recipe
 from edgevision.recipe.search import SearchSpec
 from edgevision.search.report import Row, SearchReport
-from tests.conftest import OPENVINO, needs_openvino, tiny_recipe_dict
+from tests.conftest import tiny_recipe_dict
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +26,7 @@ SEARCH = {"prune_levels": [0.0, 0.5], "prune": {"importance": "l2", "round_to": 
           "distill": {"train": {"epochs": 1, "lr": 0.01, "max_steps_per_epoch": 4}},
           "precisions": ["fp32", "int8", "int8-mixed"], "quantize": {"check_images": 100},
           "batch": 16, "accuracy_budget": 1.0, "rounds": 2, "iterations": 3, "warmup": 1,
-          "backends": ["onnxruntime", "onnxruntime-openvino"]}
+          "backends": ["onnxruntime", "openvino"]}
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +70,6 @@ def test_every_candidate_is_measured(search_run: tuple[Path, Path, dict[str, Any
     assert macs is not None and macs <= 0.5 * (by_name["base/fp32"].macs or 0)
 
 
-@pytest.mark.openvino  # also in .venv-openvino, where an @onnxruntime-openvino variant wins
 def test_search_picks_fastest_within_budget(search_run: tuple[Path, Path, dict[str, Any]]
                                             ) -> None:
     run_dir, _, report = search_run
@@ -172,7 +170,7 @@ def test_resume_with_other_backends_builds_nothing(
         compress(load_recipe(changed), out=run_dir, resume=True)
     other_target = tmp_path / "other-target.yaml"  # the target decides what is built
     other_target.write_text(yaml.safe_dump({**raw, "search": {
-        **raw["search"], "backends": ["onnxruntime-openvino", "onnxruntime"]}}))
+        **raw["search"], "backends": ["openvino", "onnxruntime"]}}))
     with pytest.raises(RunDirError, match="recipe's search differ"):
         compress(load_recipe(other_target), out=run_dir, resume=True)
     compress(load_recipe(recipe_path), out=run_dir, resume=True)  # back as the module had it
@@ -242,36 +240,43 @@ def test_selection_on_half_the_evaluation_split(cifar_archive: Path) -> None:
         search_splits(dataset, eval_set, SearchSpec(select_on="validation"), 0)
 
 
-@pytest.mark.skipif(OPENVINO.ok, reason="onnxruntime-openvino is installed here")
 def test_unavailable_backend_is_recorded_not_raised(
-        search_run: tuple[Path, Path, dict[str, Any]]) -> None:
-    run_dir, _, report = search_run
-    openvino = rows(report, "onnxruntime-openvino")
-    assert {r.name for r in openvino} == {f"{r.name}@onnxruntime-openvino" for r in rows(report)}
+        search_run: tuple[Path, Path, dict[str, Any]], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backend not installed here keeps its rows, each with the reason instead of figures
+    (a copy of the run resumed with openvino made unavailable)."""
+    from edgevision.backends import Availability
+    from edgevision.backends.openvino import OpenVinoBackend
+
+    run_dir, recipe_path, _ = search_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    monkeypatch.setattr(OpenVinoBackend, "availability", classmethod(
+        lambda cls: Availability(False, "no module named 'openvino'; pip install "
+                                        "'edgevision[openvino]'")))
+    report = compress(load_recipe(recipe_path), out=copy, resume=True).report
+    assert report is not None
+    openvino = rows(report, "openvino")
+    assert {r.name for r in openvino} == {f"{r.name}@openvino" for r in rows(report)}
     for row in openvino:  # every variant kept, with the reason instead of figures
-        assert row.error and "has no OpenVINOExecutionProvider" in row.error
+        assert row.error and "pip install 'edgevision[openvino]'" in row.error
         assert row.p50_ms is None and row.within_budget is None
-    cached = json.loads((run_dir / "search" / "measurements.json").read_text())
-    assert not any("@" in name for name in cached)  # errors are not cached
-    assert "error: backend 'onnxruntime-openvino' is unavailable" in (
-        run_dir / "summary.md").read_text()
+    assert all(row.error is None for row in rows(report))  # the target's rows measured
+    assert "error: backend 'openvino' is unavailable" in (copy / "summary.md").read_text()
 
 
-@pytest.mark.openvino
-@needs_openvino
 def test_openvino_variants_are_measured_through_their_own_sessions(
         search_run: tuple[Path, Path, dict[str, Any]]) -> None:
     run_dir, _, report = search_run
     cached = json.loads((run_dir / "search" / "measurements.json").read_text())
     for name, entry in cached.items():  # each figure from its own backend's session
-        on_openvino = name.endswith("@onnxruntime-openvino")
-        assert entry["backend"] == ("onnxruntime-openvino" if on_openvino else "onnxruntime")
-        assert ("OpenVINOExecutionProvider" in entry["runtime"]) and entry["runtime"].startswith(
-            "onnxruntime ")
+        on_openvino = name.endswith("@openvino")
+        assert entry["backend"] == ("openvino" if on_openvino else "onnxruntime")
+        assert entry["runtime"].startswith("openvino " if on_openvino else "onnxruntime ")
     on_cpu = {row.name: row for row in rows(report)}
-    for row in rows(report, "onnxruntime-openvino"):
+    for row in rows(report, "openvino"):
         name, backend = row.name.split("@")
-        assert backend == "onnxruntime-openvino" and row.error is None
+        assert backend == "openvino" and row.error is None
         assert row.p50_ms is not None and row.b1_p50_ms is not None and row.top1 is not None
         assert row.artifact == on_cpu[name].artifact  # the same ONNX file, another runtime
         assert abs(row.top1 - (on_cpu[name].top1 or 0.0)) <= 1.0  # 300 images: ≤ 3 differ
@@ -327,8 +332,10 @@ def test_search_recipe_errors() -> None:
         validate_recipe({**base, "search": {"backend": "onnxruntime"}})
     with pytest.raises(RecipeError, match="does not run ONNX graphs"):
         validate_recipe({**base, "search": {"backends": ["onnxruntime", "pytorch"]}})
-    with pytest.raises(RecipeError, match="did you mean 'onnxruntime-openvino'"):
-        validate_recipe({**base, "search": {"backends": ["onnxruntime-openvno"]}})
+    with pytest.raises(RecipeError, match="did you mean 'openvino'"):
+        validate_recipe({**base, "search": {"backends": ["onnxruntime", "openvno"]}})
+    with pytest.raises(RecipeError, match="'onnxruntime-openvino' was removed: use 'openvino'"):
+        validate_recipe({**base, "search": {"backends": ["onnxruntime-openvino"]}})
     assert validate_recipe({**base, "search": {"latency_budget_ms": 2}}).search.accuracy_budget \
         is None
 

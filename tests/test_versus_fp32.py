@@ -82,7 +82,7 @@ def test_int8_faster_than_fp32_is_not_flagged() -> None:
 
 def test_other_backends_and_failed_rows_are_not_compared() -> None:
     rows = run_rows({1: 2.31, 8: 8.0})
-    rows[1].backend = "onnxruntime-openvino"  # its FP32 model was measured elsewhere only
+    rows[1].backend = "openvino"  # its FP32 model was measured elsewhere only
     assert compare_with_fp32([r.to_dict() for r in rows]) == []
     rows = run_rows({1: 2.31, 8: 8.0})
     rows[1].error, rows[1].latency = "failed", []
@@ -190,7 +190,7 @@ def test_latency_budget_passes_over_a_more_accurate_slower_int8() -> None:
 
 def test_search_chooses_int8_faster_than_fp32() -> None:
     rows = [search_row("base/fp32", 2.0, 0.0), search_row("base/int8", 1.2, 0.3),
-            search_row("base/int8@onnxruntime-openvino", 2.4, 0.3, backend="onnxruntime-openvino")]
+            search_row("base/int8@openvino", 2.4, 0.3, backend="openvino")]
     # no FP32 candidate on OpenVINO: nothing to compare that row with
     assert [slower_than_fp32(r, rows) for r in rows] == [None, False, None]
     choice = choose(rows, spec(accuracy_budget=1.0))

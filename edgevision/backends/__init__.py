@@ -1,5 +1,5 @@
-"""Backends behind one small interface: PyTorch eager (baseline), ONNX Runtime (CPU/CUDA, or
-OpenVINO's execution provider), OpenVINO's own runtime and TensorRT.
+"""Backends behind one small interface: PyTorch eager (baseline), ONNX Runtime (CPU/CUDA),
+OpenVINO's own runtime and TensorRT.
 
 ``edgevision.backends.tensorrt`` is the only package allowed to import ``tensorrt`` (a ruff
 rule), and only lazily.
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgevision.backends.base import Availability, Backend, InputSpec, SessionInfo
-from edgevision.backends.onnxruntime import OnnxRuntimeBackend, OnnxRuntimeOpenVinoBackend
+from edgevision.backends.onnxruntime import OnnxRuntimeBackend
 from edgevision.backends.openvino import OpenVinoBackend
 from edgevision.backends.pytorch import PyTorchBackend
 from edgevision.backends.tensorrt import TensorRTBackend
@@ -19,9 +19,11 @@ from edgevision.registry import Registry
 BACKENDS: Registry[type[Backend]] = Registry("backend", hint="see `edgevision list backends`")
 BACKENDS.register("pytorch")(PyTorchBackend)
 BACKENDS.register("onnxruntime")(OnnxRuntimeBackend)
-BACKENDS.register("onnxruntime-openvino")(OnnxRuntimeOpenVinoBackend)
 BACKENDS.register("openvino")(OpenVinoBackend)
 BACKENDS.register("tensorrt")(TensorRTBackend)
+BACKENDS.retire("onnxruntime-openvino", "use 'openvino', OpenVINO's own runtime (pip install "
+                "'edgevision[openvino]'): it runs the same ONNX files at least as fast and "
+                "installs beside onnxruntime, which onnxruntime-openvino replaced")
 
 
 def get_backend(name: str) -> type[Backend]:

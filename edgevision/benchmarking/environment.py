@@ -13,7 +13,7 @@ from typing import Any
 LIBRARIES = ("edgevision", "torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu",
              "onnxruntime-openvino", "openvino", "numpy", "torch-pruning", "tensorrt")
 #: distributions whose imported module can differ from the installed metadata: the ONNX Runtime
-#: builds all install the `onnxruntime` module, and .venv-openvino sees two of them
+#: builds (onnxruntime, -gpu, -openvino) all install the `onnxruntime` module
 MODULES = {"onnxruntime": "onnxruntime", "torch": "torch", "numpy": "numpy"}
 
 

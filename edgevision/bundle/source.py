@@ -13,7 +13,8 @@ from edgevision.bundle.schema import TARGETS, Target
 from edgevision.errors import EdgevisionError
 from edgevision.rundir import RunDir
 
-#: the bundle target that runs what each edgevision backend measured
+#: the bundle target that runs what each edgevision backend measured (onnxruntime-openvino: a
+#: backend since removed, named in searches made with it)
 BACKEND_TARGETS: dict[str, Target] = {"onnxruntime": "onnxruntime", "openvino": "openvino",
                                       "onnxruntime-openvino": "openvino",
                                       "tensorrt": "tensorrt"}

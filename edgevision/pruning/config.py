@@ -121,7 +121,7 @@ class PruneConfig(StageConfig):
                 Path("trial.onnx")):
             raise ValueError(f"prune.latency_precision: int8 times quantized ONNX graphs; "
                              f"latency_backend {self.latency_backend!r} does not run them (use "
-                             "onnxruntime, openvino or onnxruntime-openvino)")
+                             "onnxruntime or openvino)")
         return self
 
     @model_validator(mode="after")

@@ -33,7 +33,7 @@ class SearchSpec(BaseModel):
     backends: list[str] = Field(
         default_factory=lambda: ["onnxruntime"], description="the backends every candidate is "
         "measured on; the first is the target whose unpruned FP32 model is the baseline, the "
-        "others (e.g. onnxruntime-openvino) add variants named '<candidate>@<backend>'; one "
+        "others (e.g. openvino) add variants named '<candidate>@<backend>'; one "
         "unavailable here is skipped with the reason in the report")
     batch: int = Field(64, ge=1, description="the batch size the budget and choice refer to "
                        "(batch 1 is measured too)")
@@ -100,7 +100,7 @@ class SearchSpec(BaseModel):
         for name in self.backends:
             if not BACKENDS.get(name).accepts(Path("candidate.onnx")):
                 raise ValueError(f"search.backends: {name!r} does not run ONNX graphs (the "
-                                 "candidates); use onnxruntime, openvino or onnxruntime-openvino")
+                                 "candidates); use onnxruntime or openvino")
         return self
 
     @property
