@@ -35,15 +35,17 @@ class Registry(Generic[T]):
         """Decorator registering ``obj`` under ``name`` (names are unique)."""
 
         def decorator(obj: T) -> T:
-            if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            if name in self._items or name in self._retired:
+                raise ValueError(f"{self.kind} {name!r} is registered twice or retired")
             self._items[name] = obj
             return obj
 
         return decorator
 
     def retire(self, name: str, instead: str) -> None:
-        """Make ``name``, once registered, fail with what to use ``instead``."""
+        """Make ``name``, no longer registered, fail with what to use ``instead``."""
+        if name in self._items:
+            raise ValueError(f"{self.kind} {name!r} is registered: it cannot be retired")
         self._retired[name] = instead
 
     def get(self, name: str) -> T:

@@ -263,6 +263,9 @@ def test_unavailable_backend_is_recorded_not_raised(
         assert row.p50_ms is None and row.within_budget is None
     assert all(row.error is None for row in rows(report))  # the target's rows measured
     assert "error: backend 'openvino' is unavailable" in (copy / "summary.md").read_text()
+    cached = json.loads((copy / "search" / "measurements.json").read_text())
+    assert not any(entry["error"] for entry in cached.values())  # errors are not cached
+    assert {name for name in cached if name.endswith("@openvino")} == {r.name for r in openvino}
 
 
 def test_openvino_variants_are_measured_through_their_own_sessions(
